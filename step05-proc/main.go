@@ -1,0 +1,288 @@
+// Command step05-proc runs a command in a container that has its own
+// hostname, its own process tree, its own root filesystem and its own mounts.
+//
+// Usage:
+//
+//	step05-proc run [-rootfs DIR] CMD [ARG...]
+//
+// This step adds a mount namespace and a fresh /proc inside it. Until now the
+// container's /proc was either the host's or an empty directory, so ps could
+// not show the container's own process tree; mounting procfs from inside the
+// new PID namespace fixes that. The mount namespace keeps that mount out of
+// the host's mount table, and it goes away with the container.
+//
+// Example, as root, from the repository root after "go run ./mkrootfs":
+//
+//	$ go run ./step05-proc run ps
+//	    PID TTY          TIME CMD
+//	      1 ?        00:00:00 ps
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// prog names this program in its messages, however it was started: the
+// child that runs in the container is started as /proc/self/exe.
+const prog = "step05-proc"
+
+const usage = "usage: " + prog + " run [-rootfs DIR] CMD [ARG...]"
+
+func main() {
+	var err error = usageError("")
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "run":
+			err = run(os.Args[2:])
+		case "child":
+			err = child(os.Args[2:])
+		}
+	}
+	os.Exit(exitStatus(err))
+}
+
+// config is what the command line of run (and of child) asks for.
+type config struct {
+	rootfs string   // directory that becomes the container's /
+	argv   []string // the command and its arguments
+}
+
+func parseArgs(args []string) (config, error) {
+	var c config
+	flags := flag.NewFlagSet(prog, flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // usageError says what went wrong
+	flags.StringVar(&c.rootfs, "rootfs", "rootfs", "directory to use as the container's root filesystem")
+	// Parsing stops at the first argument that is not a flag, so the
+	// command's own flags ("run ls -l") are left alone.
+	if err := flags.Parse(args); err != nil {
+		return c, usageError(err.Error())
+	}
+	if flags.NArg() == 0 {
+		return c, usageError("run needs a command")
+	}
+	c.argv = flags.Args()
+	return c, nil
+}
+
+// run starts this same program again as "child" in new namespaces, and
+// passes the command's exit status back as its own.
+func run(args []string) error {
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("creating namespaces needs root: use sudo (go run -exec sudo ./" + prog + " run ...) or the workshop VM")
+	}
+	if err := checkRootfs(c.rootfs); err != nil {
+		return err
+	}
+
+	// /proc/self/exe is this very binary, wherever it was built: the
+	// container starts by running our own code in the new namespaces.
+	cmd := exec.Command("/proc/self/exe", append([]string{"child"}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWPID | unix.CLONE_NEWNS,
+		// If this process dies, the kernel kills the command too, so a
+		// killed run leaves nothing running behind it.
+		Pdeathsig: unix.SIGKILL,
+	}
+	return runAndWait(cmd)
+}
+
+// child runs inside the new namespaces: it sets the container up, then
+// replaces itself with the command.
+func child(args []string) error {
+	// child changes the hostname and mounts: on the host that would change
+	// the host, so it only goes on where run has made new namespaces.
+	if err := checkNewNamespaces("uts", "pid", "mnt"); err != nil {
+		return err
+	}
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+
+	if err := unix.Sethostname([]byte("container")); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	// The new mount namespace starts with copies of the host's mounts, and
+	// a copy of a shared mount (systemd makes / shared) passes every mount
+	// and unmount on to the host. Making all of them private first keeps
+	// the /proc below out of the host's mount table.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	if err := unix.Chroot(c.rootfs); err != nil {
+		return fmt.Errorf("chroot %s: %w", c.rootfs, err)
+	}
+	// chroot does not move the working directory: without this the command
+	// would start outside its own root.
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	// A procfs shows the PID namespace of whoever mounts it, so this one
+	// shows only the container's processes. No unmount is needed: the mount
+	// goes away with the mount namespace when the container's last process
+	// exits.
+	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil {
+		return fmt.Errorf("mount proc on /proc: %w", err)
+	}
+
+	path, err := exec.LookPath(c.argv[0])
+	if err != nil {
+		return commandError(c.argv[0], err)
+	}
+	// Exec, not fork: the command takes over this process, so no Go code
+	// stays between it and run, and the command, not a Go program, is PID 1.
+	err = unix.Exec(path, c.argv, os.Environ())
+	return commandError(c.argv[0], err)
+}
+
+// runAndWait runs cmd, hands it the signals meant for it and returns its exit
+// status as an error.
+func runAndWait(cmd *exec.Cmd) error {
+	// Catch the signals that ask a program to stop before the command
+	// starts, so that none can kill this process and orphan the command.
+	signals := make(chan os.Signal, 3)
+	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(signals)
+
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		for sig := range signals {
+			_ = cmd.Process.Signal(sig) // it may have exited already
+		}
+	}()
+	err := cmd.Wait()
+
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return err
+	}
+	// A shell reports death by signal S as 128+S, and so do we.
+	status := exit.Sys().(syscall.WaitStatus)
+	if status.Signaled() {
+		return &exitError{status: 128 + int(status.Signal())}
+	}
+	return &exitError{status: status.ExitStatus()}
+}
+
+// checkNewNamespaces makes sure this process is in namespaces of its own,
+// not in those of the process that started it. The names are those in
+// /proc/PID/ns.
+func checkNewNamespaces(names ...string) error {
+	parent, err := parentPID()
+	if err != nil {
+		return err
+	}
+	for _, ns := range names {
+		theirs, err := os.Readlink("/proc/" + parent + "/ns/" + ns)
+		if err != nil {
+			return err
+		}
+		ours, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			return err
+		}
+		if ours == theirs {
+			return usageError(`"child" is internal: it runs only inside the namespaces that "run" creates`)
+		}
+	}
+	return nil
+}
+
+// parentPID returns the PID of the process that started this one, as the
+// host's /proc numbers it. getppid(2) would not do once the child is in a
+// new PID namespace (step03 on): its parent is outside, so getppid says 0.
+func parentPID() (string, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if pid, ok := strings.CutPrefix(line, "PPid:"); ok {
+			return strings.TrimSpace(pid), nil
+		}
+	}
+	return "", errors.New("/proc/self/status has no PPid line")
+}
+
+// checkRootfs makes sure dir looks like a root filesystem, so that a missing
+// one gets a message that says how to build it.
+func checkRootfs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err == nil && len(entries) > 0 {
+		return nil
+	}
+	abs, _ := filepath.Abs(dir)
+	return fmt.Errorf("no root filesystem at %s: build one with \"go run ./mkrootfs %s\" from the repository root", abs, abs)
+}
+
+// commandError turns a failure to find or start the command into the status
+// a shell gives: 127 when it does not exist, 126 when it cannot run.
+func commandError(name string, err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return &exitError{status: 127, err: fmt.Errorf("%s: command not found in the container's root filesystem", name)}
+	}
+	return &exitError{status: 126, err: fmt.Errorf("%s: %w", name, err)}
+}
+
+// exitError ends the program with status, after printing err unless it is
+// nil (the command has then spoken for itself).
+type exitError struct {
+	status int
+	err    error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.status)
+	}
+	return e.err.Error()
+}
+
+// usageError is a command line this program does not understand. As with the
+// flag package, it ends the program with status 2 and the usage line.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// exitStatus prints err, if any, and returns the status to exit with.
+func exitStatus(err error) int {
+	var exit *exitError
+	var bad usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &bad):
+		if bad != "" {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", prog, bad)
+		}
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	case errors.As(err, &exit):
+		if exit.err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, exit.err)
+		}
+		return exit.status
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+}
