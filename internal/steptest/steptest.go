@@ -1,0 +1,274 @@
+// Package steptest runs a step's program the way a learner does, for the
+// step's tests, and holds the checks that every later step must still pass.
+//
+// The test binary doubles as the step's program. TestMain calls Main, which
+// copies the test binary to a temporary directory under the step's name;
+// started under that name (or as /proc/self/exe, as the steps re-execute
+// themselves), the test binary runs the step's main function instead of the
+// tests. So the tests exercise the real main, through its real command line,
+// with no Go toolchain needed at run time: "go test -exec sudo" works, though
+// root has neither the learner's PATH nor their module cache.
+package steptest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"containers-from-scratch/internal/rootfs"
+)
+
+// Step is one step's program under test.
+type Step struct {
+	Name       string // the step's folder, and its program's name
+	NeedsRoot  bool   // whether run needs root (step02 on)
+	UsesRootfs bool   // whether run takes -rootfs (step04 on)
+
+	Bin    string // the program, set up by Main
+	Rootfs string // the root filesystem it runs in, when UsesRootfs
+}
+
+// Main runs the step's main function if the test binary was started as the
+// step's program, and the tests otherwise. It does not return.
+func Main(m *testing.M, s *Step, stepMain func()) {
+	if name := filepath.Base(os.Args[0]); name == s.Name || name == "exe" {
+		stepMain()
+		os.Exit(0)
+	}
+	os.Exit(s.runTests(m))
+}
+
+func (s *Step) runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", s.Name+"-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := s.setUp(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: setting up the tests: %v\n", s.Name, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// setUp copies the test binary to dir under the step's name and builds the
+// root filesystem. dir is made readable by all, so that a test can run the
+// program as an unprivileged user.
+func (s *Step) setUp(dir string) error {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	s.Bin = filepath.Join(dir, s.Name)
+	if err := copyFile(self, s.Bin, 0o755); err != nil {
+		return err
+	}
+	if s.UsesRootfs {
+		s.Rootfs = filepath.Join(dir, "rootfs")
+		if _, err := rootfs.Build(s.Rootfs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, perm os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, perm)
+}
+
+// RequireRoot skips a test that needs root when it is not root. As root
+// nothing is skipped, so a CI run as root runs every test.
+func RequireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create namespaces: run the tests as root, e.g. go test -exec sudo ./...")
+	}
+}
+
+// requireRoot skips a test of a step that needs root when it is not root.
+func (s *Step) requireRoot(t *testing.T) {
+	t.Helper()
+	if s.NeedsRoot {
+		RequireRoot(t)
+	}
+}
+
+// RunArgs is the command line that makes the step run argv: "run", the
+// root filesystem if the step takes one, then argv.
+func (s *Step) RunArgs(argv ...string) []string {
+	return s.withRootfs("run", argv...)
+}
+
+func (s *Step) withRootfs(sub string, argv ...string) []string {
+	args := []string{sub}
+	if s.UsesRootfs {
+		args = append(args, "-rootfs", s.Rootfs)
+	}
+	return append(args, argv...)
+}
+
+// Command prepares the step's program with these arguments, given as typed
+// after the program's name. It is killed if the test outlives it.
+func (s *Step) Command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, s.Bin, args...)
+	cmd.WaitDelay = waitDelay
+	return cmd
+}
+
+// waitDelay bounds how long a test waits for a command's output once it
+// has exited: a process it leaked could hold the pipes open for good.
+const waitDelay = 2 * time.Second
+
+// Result is what a finished command left: its output and exit status.
+type Result struct {
+	Stdout, Stderr string
+	Status         int
+}
+
+// Exec runs the step's program with these arguments and returns what it did.
+func (s *Step) Exec(t *testing.T, args ...string) Result {
+	t.Helper()
+	return Finish(t, s.Command(t, args...))
+}
+
+// Run runs argv in the step's container: Exec of "run [-rootfs DIR] argv".
+func (s *Step) Run(t *testing.T, argv ...string) Result {
+	t.Helper()
+	return s.Exec(t, s.RunArgs(argv...)...)
+}
+
+// Finish runs cmd to its end, with no input, and returns what it did.
+func Finish(t *testing.T, cmd *exec.Cmd) Result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		require.NoError(t, err, "starting %v", cmd.Args)
+	}
+	return Result{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()}
+}
+
+// Started is a command running in the background, whose output is read
+// line by line.
+type Started struct {
+	Cmd    *exec.Cmd
+	Stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr bytes.Buffer
+}
+
+// Start starts cmd in the background and stops it when the test ends.
+func Start(t *testing.T, cmd *exec.Cmd) *Started {
+	t.Helper()
+	p := &Started{Cmd: cmd}
+	cmd.WaitDelay = waitDelay
+	var err error
+	p.Stdin, err = cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	p.stdout = bufio.NewReader(out)
+	cmd.Stderr = &p.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return p
+}
+
+// ReadLine returns the next line the command writes, without its newline.
+func (p *Started) ReadLine(t *testing.T) string {
+	t.Helper()
+	line, err := p.stdout.ReadString('\n')
+	require.NoError(t, err, "reading from %v; its stderr: %s", p.Cmd.Args, p.stderr.String())
+	return strings.TrimSuffix(line, "\n")
+}
+
+// WaitFor reads lines until one equals want.
+func (p *Started) WaitFor(t *testing.T, want string) {
+	t.Helper()
+	for p.ReadLine(t) != want {
+	}
+}
+
+// Wait waits for the command to end and returns the rest of its output and
+// its exit status.
+func (p *Started) Wait(t *testing.T) Result {
+	t.Helper()
+	rest, err := io.ReadAll(p.stdout)
+	require.NoError(t, err)
+	err = p.Cmd.Wait()
+	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		require.NoError(t, err)
+	}
+	return Result{string(rest), p.stderr.String(), p.Cmd.ProcessState.ExitCode()}
+}
+
+// ChildPID returns the PID of the only child of process pid, as the host
+// numbers it, waiting for it to appear. The child of a step's program is
+// the container's command: the child execs it.
+func ChildPID(t *testing.T, pid int) int {
+	t.Helper()
+	var children []string
+	require.Eventually(t, func() bool {
+		children = nil
+		// A Go program forks from any of its threads, and /proc lists each
+		// thread's children apart.
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, task := range tasks {
+			data, _ := os.ReadFile(task)
+			children = append(children, strings.Fields(string(data))...)
+		}
+		return len(children) > 0
+	}, 5*time.Second, time.Millisecond, "process %d never had a child", pid)
+	require.Len(t, children, 1, "children of %d", pid)
+	child, err := strconv.Atoi(children[0])
+	require.NoError(t, err)
+	return child
+}
+
+// Gone reports whether process pid has ended: it no longer exists, or it is
+// a zombie waiting to be reaped.
+func Gone(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || len(stat) < i+3 || stat[i+2] == 'Z'
+}
+
+// OneLine asserts that a message is a single line with no Go stack trace.
+func OneLine(t *testing.T, msg string) {
+	t.Helper()
+	require.NotEmpty(t, strings.TrimSpace(msg), "expected a message")
+	require.NotContains(t, msg, "goroutine ", "a stack trace")
+	require.Equal(t, 1, strings.Count(strings.TrimRight(msg, "\n"), "\n")+1, "expected one line, got:\n%s", msg)
+}
