@@ -24,10 +24,10 @@ import (
 // understand gets the usage line and status 2.
 func UsageErrorsExit2(t *testing.T, s *Step) {
 	cases := map[string][]string{
-		"no arguments":       {},
-		"unknown subcommand": {"start", "true"},
+		"no arguments":        {},
+		"unknown subcommand":  {"start", "true"},
 		"run without command": s.RunArgs(),
-		"unknown flag": {"run", "-no-such-flag", "true"},
+		"unknown flag":        {"run", "-no-such-flag", "true"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
