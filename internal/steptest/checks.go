@@ -79,7 +79,9 @@ func SignalsReachTheCommand(t *testing.T, s *Step) {
 	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP} {
 		name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
 		t.Run(name, func(t *testing.T) {
-			script := fmt.Sprintf(`trap 'echo got %s; kill $!; exit 7' %s; sleep 100 & echo ready; wait`, name, name)
+			// The shell runs a trap between commands, so it loops on short
+			// ones: a long "wait" could miss a signal that came just before it.
+			script := fmt.Sprintf(`trap 'echo got %s; exit 7' %s; echo ready; while :; do sleep 0.01; done`, name, name)
 			p := Start(t, s.Command(t, s.RunArgs("sh", "-c", script)...))
 			p.WaitFor(t, "ready")
 			require.NoError(t, p.Cmd.Process.Signal(sig))
@@ -190,7 +192,7 @@ func CommandIsPID1(t *testing.T, s *Step) {
 // kill it (status 143) before it saw the SIGINT.
 func PID1IgnoresSignalsItDoesNotHandle(t *testing.T, s *Step) {
 	RequireRoot(t)
-	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", `trap 'kill $!; exit 5' INT; sleep 100 & echo ready; wait`)...))
+	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", `trap 'exit 5' INT; echo ready; while :; do sleep 0.01; done`)...))
 	p.WaitFor(t, "ready")
 	pid1 := ChildPID(t, p.Cmd.Process.Pid)
 	require.NoError(t, unix.Kill(pid1, unix.SIGTERM))
