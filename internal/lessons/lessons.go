@@ -1,0 +1,144 @@
+// Package lessons keeps the step READMEs honest: it regenerates their "What
+// changed" diffs from the code, and its tests run their transcripts.
+//
+// After changing a step's main.go, regenerate the diffs from the repository
+// root with:
+//
+//	go generate ./internal/lessons
+package lessons
+
+//go:generate go run ./updatediffs ../..
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Steps are the step folders, in course order.
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc"}
+
+// Diff returns "diff -u" of the previous step's main.go against this
+// step's, with the files named by their paths from the repository root.
+func Diff(root, prev, step string) (string, error) {
+	a, b := prev+"/main.go", step+"/main.go"
+	cmd := exec.Command("diff", "-u", "--label", a, "--label", b, a, b)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 1 { // 1: the files differ
+		err = nil
+	}
+	return string(out), err
+}
+
+// diffBlock finds the diff block of the "What changed" section.
+var diffBlock = regexp.MustCompile("(?s)(## What changed\n.*?```diff\n)(.*?)(```\n)")
+
+// DiffBlock returns the content of a README's "What changed" diff block.
+func DiffBlock(readme string) (string, bool) {
+	m := diffBlock.FindStringSubmatch(readme)
+	if m == nil {
+		return "", false
+	}
+	return m[2], true
+}
+
+// WithDiff returns readme with its "What changed" diff block replaced.
+func WithDiff(readme, diff string) (string, error) {
+	loc := diffBlock.FindStringSubmatchIndex(readme)
+	if loc == nil {
+		return "", errors.New("no ```diff block under \"## What changed\"")
+	}
+	return readme[:loc[4]] + diff + readme[loc[5]:], nil
+}
+
+// UpdateDiffs rewrites the diff block of every step's README after the
+// first from the code, and reports the READMEs it changed.
+func UpdateDiffs(root string) ([]string, error) {
+	var changed []string
+	for i := 1; i < len(Steps); i++ {
+		path := filepath.Join(root, Steps[i], "README.md")
+		readme, err := os.ReadFile(path)
+		if err != nil {
+			return changed, err
+		}
+		diff, err := Diff(root, Steps[i-1], Steps[i])
+		if err != nil {
+			return changed, err
+		}
+		updated, err := WithDiff(string(readme), diff)
+		if err != nil {
+			return changed, fmt.Errorf("%s: %w", path, err)
+		}
+		if updated != string(readme) {
+			if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+				return changed, err
+			}
+			changed = append(changed, path)
+		}
+	}
+	return changed, nil
+}
+
+// A Transcript is a console block of a README: commands typed at "$ ",
+// lines typed into the container's shell at "# ", and the output expected
+// after each command.
+type Transcript struct {
+	Line     int // where the block starts in the README, for messages
+	Commands []Command
+}
+
+// A Command is one "$ " line with what is typed into it and what it prints.
+type Command struct {
+	Line   int
+	Text   string // the command, without "$ "
+	Input  string // the "# " lines, as typed into the command's standard input
+	Output string // what the README shows it printing, stdout and stderr mixed
+}
+
+// Transcripts returns every ```console block of a README.
+func Transcripts(readme string) []Transcript {
+	var ts []Transcript
+	var cur *Transcript
+	for i, line := range strings.Split(readme, "\n") {
+		switch {
+		case cur == nil && line == "```console":
+			ts = append(ts, Transcript{Line: i + 1})
+			cur = &ts[len(ts)-1]
+		case cur == nil:
+		case line == "```":
+			cur = nil
+		case strings.HasPrefix(line, "$ "):
+			cur.Commands = append(cur.Commands, Command{Line: i + 1, Text: line[2:]})
+		case len(cur.Commands) == 0:
+			// Output with no command before it: nothing to check it against.
+		case strings.HasPrefix(line, "# ") || line == "#":
+			c := &cur.Commands[len(cur.Commands)-1]
+			c.Input += strings.TrimPrefix(strings.TrimPrefix(line, "#"), " ") + "\n"
+		default:
+			c := &cur.Commands[len(cur.Commands)-1]
+			c.Output += line + "\n"
+		}
+	}
+	return ts
+}
+
+// Matches reports whether a command's real output matches what a README
+// shows. "…" in the README stands for any text that varies from run to run
+// (a count, a mount ID, your machine's name), and white space need not match
+// exactly: ls lays its output out in columns only on a terminal.
+func Matches(shown, got string) bool {
+	parts := strings.Split(squeeze(shown), "…")
+	for i, p := range parts {
+		parts[i] = regexp.QuoteMeta(p)
+	}
+	return regexp.MustCompile(`^` + strings.Join(parts, `.*?`) + `$`).MatchString(squeeze(got))
+}
+
+// squeeze turns every run of white space into one space.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,27 @@
+// Command updatediffs rewrites the "What changed" diff block of every step
+// README from the code. Run it through go generate:
+//
+//	go generate ./internal/lessons
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"containers-from-scratch/internal/lessons"
+)
+
+func main() {
+	root := "."
+	if len(os.Args) > 1 {
+		root = os.Args[1]
+	}
+	changed, err := lessons.UpdateDiffs(root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "updatediffs: %v\n", err)
+		os.Exit(1)
+	}
+	for _, path := range changed {
+		fmt.Println("updated", path)
+	}
+}
