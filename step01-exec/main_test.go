@@ -12,9 +12,10 @@ var step = &steptest.Step{Name: "step01-exec", NeedsRoot: false, UsesRootfs: fal
 func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 
 // What this step adds.
-func TestUsageErrorsExit2(t *testing.T)          { steptest.UsageErrorsExit2(t, step) }
-func TestStdioIsWired(t *testing.T)              { steptest.StdioIsWired(t, step) }
-func TestExitStatusPassesThrough(t *testing.T)   { steptest.ExitStatusPassesThrough(t, step) }
-func TestSignalsReachTheCommand(t *testing.T)    { steptest.SignalsReachTheCommand(t, step) }
-func TestKillingRunKillsTheCommand(t *testing.T) { steptest.KillingRunKillsTheCommand(t, step) }
-func TestCommandNotFoundExits127(t *testing.T)   { steptest.CommandNotFoundExits127(t, step) }
+func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
+func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
+func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }
+func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCommand(t, step) }
+func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
+func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
+func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }

@@ -44,6 +44,8 @@ func main() {
 			err = run(os.Args[2:])
 		case "child":
 			err = child(os.Args[2:])
+		default:
+			err = usageError(fmt.Sprintf("unknown command %q", os.Args[1]))
 		}
 	}
 	os.Exit(exitStatus(err))
@@ -60,7 +62,9 @@ func parseArgs(args []string) (config, error) {
 	flags.SetOutput(io.Discard) // usageError says what went wrong
 	// Parsing stops at the first argument that is not a flag, so the
 	// command's own flags ("run ls -l") are left alone.
-	if err := flags.Parse(args); err != nil {
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return c, usageError("")
+	} else if err != nil {
 		return c, usageError(err.Error())
 	}
 	if flags.NArg() == 0 {
@@ -125,8 +129,8 @@ func child(args []string) error {
 func runAndWait(cmd *exec.Cmd) error {
 	// Catch the signals that ask a program to stop before the command
 	// starts, so that none can kill this process and orphan the command.
-	signals := make(chan os.Signal, 3)
-	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(signals)
 
 	if err := cmd.Start(); err != nil {

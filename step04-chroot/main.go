@@ -47,6 +47,8 @@ func main() {
 			err = run(os.Args[2:])
 		case "child":
 			err = child(os.Args[2:])
+		default:
+			err = usageError(fmt.Sprintf("unknown command %q", os.Args[1]))
 		}
 	}
 	os.Exit(exitStatus(err))
@@ -65,7 +67,9 @@ func parseArgs(args []string) (config, error) {
 	flags.StringVar(&c.rootfs, "rootfs", "rootfs", "directory to use as the container's root filesystem")
 	// Parsing stops at the first argument that is not a flag, so the
 	// command's own flags ("run ls -l") are left alone.
-	if err := flags.Parse(args); err != nil {
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return c, usageError("")
+	} else if err != nil {
 		return c, usageError(err.Error())
 	}
 	if flags.NArg() == 0 {
@@ -98,6 +102,14 @@ func run(args []string) error {
 		// If this process dies, the kernel kills the command too, so a
 		// killed run leaves nothing running behind it.
 		Pdeathsig: unix.SIGKILL,
+	}
+	// Our process group, the terminal's foreground group, does not exist
+	// in the new PID namespace: an interactive shell as PID 1 could not
+	// give the terminal back to it on exit. So the container gets a group
+	// of its own, in the foreground, as a shell gives one to a job. Being
+	// PID 1, it cannot be stopped by Ctrl-Z and keep the terminal.
+	if _, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
+		cmd.SysProcAttr.Foreground = true // Ctty 0 is its stdin, our terminal
 	}
 	return runAndWait(cmd)
 }
@@ -142,8 +154,8 @@ func child(args []string) error {
 func runAndWait(cmd *exec.Cmd) error {
 	// Catch the signals that ask a program to stop before the command
 	// starts, so that none can kill this process and orphan the command.
-	signals := make(chan os.Signal, 3)
-	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(signals)
 
 	if err := cmd.Start(); err != nil {

@@ -18,17 +18,18 @@ func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakTo
 func TestSetupFailureIsOneLine(t *testing.T)        { steptest.SetupFailureIsOneLine(t, step) }
 
 // What the steps before guarantee, still true.
-func TestUsageErrorsExit2(t *testing.T)          { steptest.UsageErrorsExit2(t, step) }
-func TestStdioIsWired(t *testing.T)              { steptest.StdioIsWired(t, step) }
-func TestExitStatusPassesThrough(t *testing.T)   { steptest.ExitStatusPassesThrough(t, step) }
-func TestSignalsReachTheCommand(t *testing.T)    { steptest.SignalsReachTheCommand(t, step) }
-func TestKillingRunKillsTheCommand(t *testing.T) { steptest.KillingRunKillsTheCommand(t, step) }
-func TestCommandNotFoundExits127(t *testing.T)   { steptest.CommandNotFoundExits127(t, step) }
-func TestNotRootGetsOneLine(t *testing.T)        { steptest.NotRootGetsOneLine(t, step) }
-func TestHostnameIsContainer(t *testing.T)       { steptest.HostnameIsContainer(t, step) }
-func TestHostnameChangeStaysInside(t *testing.T) { steptest.HostnameChangeStaysInside(t, step) }
-func TestChildRefusesOnTheHost(t *testing.T)     { steptest.ChildRefusesOnTheHost(t, step) }
-func TestCommandIsPID1(t *testing.T)             { steptest.CommandIsPID1(t, step) }
+func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
+func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
+func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }
+func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCommand(t, step) }
+func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
+func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
+func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
+func TestNotRootGetsOneLine(t *testing.T)           { steptest.NotRootGetsOneLine(t, step) }
+func TestHostnameIsContainer(t *testing.T)          { steptest.HostnameIsContainer(t, step) }
+func TestHostnameChangeStaysInside(t *testing.T)    { steptest.HostnameChangeStaysInside(t, step) }
+func TestChildRefusesOnTheHost(t *testing.T)        { steptest.ChildRefusesOnTheHost(t, step) }
+func TestCommandIsPID1(t *testing.T)                { steptest.CommandIsPID1(t, step) }
 func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 	steptest.PID1IgnoresSignalsItDoesNotHandle(t, step)
 }

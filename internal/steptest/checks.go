@@ -71,12 +71,12 @@ func ExitStatusPassesThrough(t *testing.T, s *Step) {
 	})
 }
 
-// SignalsReachTheCommand checks that SIGINT, SIGTERM and SIGHUP sent to
-// the program are passed on to the command. The command traps each, as
-// PID 1 must (from step03 on) to see a signal at all.
+// SignalsReachTheCommand checks that SIGINT, SIGTERM, SIGHUP and SIGQUIT
+// sent to the program are passed on to the command. The command traps each,
+// as PID 1 must (from step03 on) to see a signal at all.
 func SignalsReachTheCommand(t *testing.T, s *Step) {
 	s.requireRoot(t)
-	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP} {
+	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT} {
 		name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
 		t.Run(name, func(t *testing.T) {
 			// The shell runs a trap between commands, so it loops on short
@@ -338,4 +338,17 @@ func readFile(t *testing.T, path string) string {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return string(data)
+}
+
+// InteractiveShellExitsCleanly checks what a learner does first: start a
+// shell on a terminal, type into it, exit. The shell must see the terminal
+// as its own and leave it without complaint.
+func InteractiveShellExitsCleanly(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	cmd := s.Command(t, s.RunArgs("sh")...)
+	out := RunOnTerminal(t, cmd, "echo pid=$$\nexit 3\n")
+	assert.Equal(t, 3, cmd.ProcessState.ExitCode(), "terminal output:\n%s", out)
+	assert.Contains(t, out, "pid=")
+	assert.NotContains(t, out, "Cannot set tty process group")
+	assert.NotContains(t, out, "goroutine ")
 }

@@ -21,10 +21,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"containers-from-scratch/internal/rootfs"
 )
@@ -271,4 +273,45 @@ func OneLine(t *testing.T, msg string) {
 	require.NotEmpty(t, strings.TrimSpace(msg), "expected a message")
 	require.NotContains(t, msg, "goroutine ", "a stack trace")
 	require.Equal(t, 1, strings.Count(strings.TrimRight(msg, "\n"), "\n")+1, "expected one line, got:\n%s", msg)
+}
+
+// RunOnTerminal runs cmd on a new pseudo-terminal, as a program started
+// from a terminal window, types input into it, and returns everything the
+// terminal showed by the time the command ended.
+func RunOnTerminal(t *testing.T, cmd *exec.Cmd, input string) string {
+	t.Helper()
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	require.NoError(t, err)
+	defer ptm.Close()
+	require.NoError(t, unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0))
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	require.NoError(t, err)
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	require.NoError(t, err)
+
+	// A session of its own, with the terminal as its controlling terminal:
+	// what a terminal window gives the shell it starts.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	require.NoError(t, cmd.Start())
+	pts.Close()
+
+	var shown bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		// Reading ends with EIO once no process has the terminal open.
+		_, _ = io.Copy(&shown, ptm)
+		close(done)
+	}()
+	_, err = ptm.WriteString(input)
+	require.NoError(t, err)
+	err = cmd.Wait()
+	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		require.NoError(t, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(waitDelay):
+	}
+	return shown.String()
 }
