@@ -478,15 +478,28 @@ func (b *builder) installSkeleton() error {
 // (CAP_MKNOD) and a file system that holds device nodes (a VM's shared
 // folder may not); without them the root filesystem has no /dev/null, and
 // Report says so.
+//
+// A command that writes to a missing /dev/null creates a plain file there;
+// that one is replaced.
 func (b *builder) makeDevNull() error {
 	dst := filepath.Join(b.root, "dev/null")
-	if _, err := os.Lstat(dst); err == nil {
+	if isDevNull(dst) {
 		return nil
 	}
-	if err := unix.Mknod(dst, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+	tmp := filepath.Join(b.root, "dev/.null-new")
+	os.Remove(tmp)
+	if err := unix.Mknod(tmp, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
 		return nil
 	}
-	return os.Chmod(dst, 0o666) // mknod applies the umask
+	if err := os.Chmod(tmp, 0o666); err != nil { // mknod applies the umask
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+func isDevNull(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == unix.Mkdev(1, 3)
 }
 
 // count adds up the regular files in the root filesystem.
@@ -506,7 +519,6 @@ func (b *builder) count() (Report, error) {
 		}
 		return nil
 	})
-	_, devNull := os.Lstat(filepath.Join(b.root, "dev/null"))
-	r.DevNull = devNull == nil
+	r.DevNull = isDevNull(filepath.Join(b.root, "dev/null"))
 	return r, err
 }
