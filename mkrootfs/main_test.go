@@ -212,6 +212,23 @@ func TestRefusesADirectoryItDidNotBuild(t *testing.T) {
 	assert.Equal(t, "keep me\n", string(data))
 }
 
+func TestNeverWritesThroughALinkedMarker(t *testing.T) {
+	dir := build(t)
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious\n"), 0o644))
+	marker := filepath.Join(dir, rootfs.Marker)
+	require.NoError(t, os.Remove(marker))
+	require.NoError(t, os.Symlink(victim, marker))
+
+	r := tool.Exec(t, dir)
+	assert.Equal(t, 1, r.Status)
+	steptest.OneLine(t, r.Stderr)
+	assert.Contains(t, r.Stderr, "not a regular file")
+	data, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious\n", string(data))
+}
+
 func TestRunningAgainUpdatesInPlace(t *testing.T) {
 	dir := build(t)
 	added := filepath.Join(dir, "root/notes.txt")

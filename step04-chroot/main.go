@@ -27,17 +27,24 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// prog names this program in its messages, however it was started: the
-// child that runs in the container is started as /proc/self/exe.
+// prog names this program in its messages. os.Args[0] would not do: go run
+// names the program after a temporary file, and a re-executed program is
+// started as /proc/self/exe.
 const prog = "step04-chroot"
 
 const usage = "usage: " + prog + " run [-rootfs DIR] CMD [ARG...]"
+
+// The kernel keeps the parent-death signal (Pdeathsig, below) per thread,
+// and only the first thread of the child has it. Keeping main on that thread
+// makes the child's exec keep it for the command.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	var err error = usageError("")
@@ -159,7 +166,7 @@ func runAndWait(cmd *exec.Cmd) error {
 	defer signal.Stop(signals)
 
 	if err := cmd.Start(); err != nil {
-		return err
+		return commandError(cmd.Args[0], err)
 	}
 	go func() {
 		for sig := range signals {
@@ -232,12 +239,22 @@ func checkRootfs(dir string) error {
 }
 
 // commandError turns a failure to find or start the command into the status
-// a shell gives: 127 when it does not exist, 126 when it cannot run.
+// a shell gives: 127 when it is not there, 126 when it cannot run. Other
+// errors are not the command's, and stay as they are.
 func commandError(name string, err error) error {
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+	var lookup *exec.Error
+	switch {
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC),
+		errors.As(err, &lookup) && errors.Is(lookup.Err, fs.ErrPermission):
+		return &exitError{status: 126, err: fmt.Errorf("%s: cannot run it: %w", name, err)}
+	case errors.As(err, &lookup):
 		return &exitError{status: 127, err: fmt.Errorf("%s: command not found in the container's root filesystem", name)}
+	case errors.Is(err, unix.ENOENT):
+		// The file is there, so what is missing is what it needs to start:
+		// its dynamic loader, or the interpreter its #! line names.
+		return &exitError{status: 127, err: fmt.Errorf("%s: cannot run it: its dynamic loader or #! interpreter is missing from the container's root filesystem", name)}
 	}
-	return &exitError{status: 126, err: fmt.Errorf("%s: %w", name, err)}
+	return err
 }
 
 // exitError ends the program with status, after printing err unless it is

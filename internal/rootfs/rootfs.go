@@ -81,22 +81,40 @@ func Build(dir string) (Report, error) {
 }
 
 // claim makes sure dir is empty, missing or built by us, and marks it as
-// ours.
+// ours. The marker must be a regular file: a container runs as root in this
+// directory and could leave a symbolic link there, for a later mkrootfs run
+// as root to write through.
 func claim(dir string) error {
+	marker := filepath.Join(dir, Marker)
+	fi, err := os.Lstat(marker)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s is not a regular file: %w", marker, ErrNotOurs)
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return err
 	case len(entries) > 0:
-		if _, err := os.Lstat(filepath.Join(dir, Marker)); err != nil {
-			return fmt.Errorf("%s: %w", dir, ErrNotOurs)
-		}
+		return fmt.Errorf("%s: %w", dir, ErrNotOurs)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, Marker), []byte("Built by mkrootfs: safe to delete and build again.\n"), 0o644)
+	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("Built by mkrootfs: safe to delete and build again.\n")
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	return err
 }
 
 type builder struct {
@@ -338,7 +356,11 @@ func (b *builder) mkdir(hostDir string, perm fs.FileMode) error {
 		}
 	}
 	dst := filepath.Join(b.root, hostDir)
-	fi, err := os.Lstat(dst)
+	lstat := os.Lstat
+	if hostDir == "/" {
+		lstat = os.Stat // the root filesystem itself may be reached by a link
+	}
+	fi, err := lstat(dst)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.Mkdir(dst, perm); err != nil {
@@ -505,7 +527,8 @@ func isDevNull(path string) bool {
 // count adds up the regular files in the root filesystem.
 func (b *builder) count() (Report, error) {
 	var r Report
-	err := filepath.WalkDir(b.root, func(path string, d fs.DirEntry, err error) error {
+	// The trailing slash makes WalkDir follow b.root if it is a link.
+	err := filepath.WalkDir(b.root+"/", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

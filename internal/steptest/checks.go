@@ -93,15 +93,20 @@ func SignalsReachTheCommand(t *testing.T, s *Step) {
 }
 
 // KillingRunKillsTheCommand checks that a killed program leaves no command
-// running behind it.
+// running behind it. It tries many times: a command that survives only
+// when the Go runtime happened to exec it from another thread is a real
+// leak, however rare.
 func KillingRunKillsTheCommand(t *testing.T, s *Step) {
 	s.requireRoot(t)
-	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...))
-	p.WaitFor(t, "ready")
-	command := ChildPID(t, p.Cmd.Process.Pid)
-	require.NoError(t, p.Cmd.Process.Kill())
-	assert.Eventually(t, func() bool { return Gone(command) }, 5*time.Second, time.Millisecond,
-		"the command (PID %d) outlived the killed program", command)
+	for i := 0; i < 20; i++ {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...))
+		p.WaitFor(t, "ready")
+		command := ChildPID(t, p.Cmd.Process.Pid)
+		t.Cleanup(func() { _ = unix.Kill(command, unix.SIGKILL) })
+		require.NoError(t, p.Cmd.Process.Kill())
+		require.Eventually(t, func() bool { return Gone(command) }, 5*time.Second, time.Millisecond,
+			"try %d: the command (PID %d) outlived the killed program", i+1, command)
+	}
 }
 
 // CommandNotFoundExits127 checks that a command that does not exist gets
@@ -158,22 +163,23 @@ func HostnameChangeStaysInside(t *testing.T, s *Step) {
 }
 
 // ChildRefusesOnTheHost checks that "child", run by hand, refuses to set up
-// a container in the host's own namespaces, and changes nothing.
+// a container in namespaces it shares with the process that started it,
+// and changes nothing. It runs in namespaces of the test's own, so that a
+// child that failed to refuse would rename and remount only those.
 func ChildRefusesOnTheHost(t *testing.T, s *Step) {
 	RequireRoot(t)
 	hostname, err := os.Hostname()
 	require.NoError(t, err)
-	mounts := readFile(t, "/proc/self/mountinfo")
 
-	r := s.Exec(t, s.withRootfs("child", "hostname")...)
+	// sh stays the child's parent ("; exit"), as a shell a learner types
+	// into would.
+	script := `"$0" "$@"; status=$?; echo "hostname after: $(hostname)"; exit $status`
+	args := append([]string{"--uts", "--mount", "--propagation", "unchanged", "sh", "-c", script, s.Bin},
+		s.withRootfs("child", "hostname")...)
+	r := Finish(t, exec.Command("unshare", args...))
 	assert.Equal(t, 2, r.Status)
 	assert.Contains(t, r.Stderr, `"child" is internal`)
-	assert.Empty(t, r.Stdout, "the command ran")
-
-	after, err := os.Hostname()
-	require.NoError(t, err)
-	assert.Equal(t, hostname, after, "the host's hostname changed")
-	assert.Equal(t, mounts, readFile(t, "/proc/self/mountinfo"), "the host's mounts changed")
+	assert.Equal(t, "hostname after: "+hostname+"\n", r.Stdout, "the child went on: it ran hostname, or changed it")
 }
 
 // --- step03: PID namespace ---
