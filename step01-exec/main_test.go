@@ -19,3 +19,4 @@ func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCo
 func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
 func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
 func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
+func BenchmarkStart(b *testing.B)                   { steptest.BenchmarkStart(b, step) }

@@ -43,9 +43,13 @@ const prog = "step05-proc"
 const usage = "usage: " + prog + " run [-rootfs DIR] CMD [ARG...]"
 
 // The kernel keeps the parent-death signal (Pdeathsig, below) per thread,
-// and only the first thread of the child has it. Keeping main on that thread
-// makes the child's exec keep it for the command.
-func init() { runtime.LockOSThread() }
+// and only the first thread of the child has it. Keeping the child's main
+// on that thread makes its exec keep the signal for the command.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "child" {
+		runtime.LockOSThread()
+	}
+}
 
 func main() {
 	var err error = usageError("")

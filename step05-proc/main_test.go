@@ -35,3 +35,4 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 }
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
+func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }

@@ -358,3 +358,16 @@ func InteractiveShellExitsCleanly(t *testing.T, s *Step) {
 	assert.NotContains(t, out, "Cannot set tty process group")
 	assert.NotContains(t, out, "goroutine ")
 }
+
+// BenchmarkStart measures a container's whole life, from run to the exit of
+// a command that does nothing: go test -bench . -run '^$' ./step05-proc.
+func BenchmarkStart(b *testing.B, s *Step) {
+	if os.Geteuid() != 0 && s.NeedsRoot {
+		b.Skip("needs root to create namespaces")
+	}
+	for i := 0; i < b.N; i++ {
+		if err := exec.Command(s.Bin, s.RunArgs("/bin/true")...).Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
