@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Proves the workshop setup on a brand-new Debian 13 system instead of
+# trusting this machine: bootstraps one with debootstrap, runs the VM's own
+# provisioning script in it on a clean clone of the repository, then runs the
+# README's quick start and test command there, verbatim, as root. Run as root
+# from anywhere in the repository:
+#
+#   vm/fresh-machine-test.sh
+#
+# The packages come from the Debian mirror that this machine's apt sources
+# name. The bootstrapped base (before provisioning) is cached in
+# /var/cache/containers-from-scratch between runs; a provisioned system is
+# never reused. Everything else is removed at the end, also on failure.
+set -Eeuo pipefail
+
+suite=trixie # Debian 13
+cache=/var/cache/containers-from-scratch
+repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+started=$SECONDS
+
+say() { echo "fresh-machine: $*"; }
+fail() {
+	echo "fresh-machine: FAILED: $*" >&2
+	exit 1
+}
+[ "$(id -u)" = 0 ] || fail "run as root: debootstrap, chroot and the tests need it"
+for tool in debootstrap unshare curl git; do
+	command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install debootstrap util-linux curl git)"
+done
+
+# The first Debian archive in this machine's apt sources, one-line or deb822.
+mirror=$(
+	{
+		grep -hE '^\s*deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+			sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/'
+		grep -hE '^\s*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -E 's/^\s*URIs:\s*//' | tr ' ' '\n'
+	} | grep -vE 'security|^$' | head -n1
+)
+[ -n "$mirror" ] || fail "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*)"
+mirror=${mirror%/}
+curl -fsS --max-time 30 -o /dev/null "$mirror/dists/$suite/Release" ||
+	fail "cannot reach $mirror/dists/$suite/Release: the Debian mirror of this machine's apt sources is needed"
+say "mirror $mirror, Debian $suite"
+
+work=$(mktemp -d /var/tmp/cfs-fresh-machine.XXXXXX)
+root=$work/root
+cleanup() {
+	# The mounts lived in a mount namespace of their own, gone with it; never
+	# delete through one that is still there.
+	if grep -qF " $root" /proc/self/mountinfo; then
+		echo "fresh-machine: mounts left under $root: not removing $work" >&2
+		return 1
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+base=$cache/debian-$suite-base.tar
+if [ ! -s "$base" ] || [ "$(cat "$base.mirror" 2>/dev/null)" != "$mirror" ]; then
+	say "bootstrapping a minimal Debian $suite (cached afterwards in $cache)"
+	mkdir -p "$cache"
+	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+		fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
+	tar -C "$root" -cf "$base.new" . && mv "$base.new" "$base"
+	echo "$mirror" >"$base.mirror"
+else
+	say "using the cached base $base"
+	mkdir "$root"
+	tar -C "$root" -xf "$base"
+fi
+
+say "the machine as a Vagrant box leaves it: a vagrant user with sudo, the repository in /vagrant"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# TLS to the Go module proxy works before the system's own ca-certificates.
+mkdir -p "$root/etc/ssl/certs"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+chroot "$root" useradd --create-home --shell /bin/bash vagrant
+mkdir -p "$root/etc/sudoers.d"
+echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/vagrant"
+chmod 0440 "$root/etc/sudoers.d/vagrant"
+git clone -q "$repo" "$root/vagrant"
+chroot "$root" chown -R vagrant: /vagrant
+
+# The README's quick start (its console block) and its test command.
+quickstart=$(awk '/^## Quick start/{q=1} q&&/^```console$/{c=1;next} c&&/^```$/{exit} c' "$repo/README.md")
+testcmd=$(grep -m1 -E '^go test ' "$repo/README.md")
+if [ -z "$quickstart" ] || [ -z "$testcmd" ]; then
+	fail "no quick start or test command found in README.md"
+fi
+
+# Inside: the provisioning, then each "$ " line of the quick start fed the
+# "# " lines after it, then the test command, all as root in the clean clone.
+cat >"$root/root/fresh-machine-inside.sh" <<'EOF'
+set -Eeuo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+/vagrant/vm/provision.sh /vagrant vagrant
+cd /vagrant
+cmd= input=
+run() {
+	if [ -n "$cmd" ]; then
+		echo "fresh-machine: \$ $cmd"
+		printf '%s' "$input" | bash -c "$cmd"
+	fi
+}
+while IFS= read -r line; do
+	case $line in
+	'$ '*) run; cmd=${line#\$ } input= ;;
+	'#'*) input+="${line#\# }"$'\n' ;;
+	esac
+done </root/quickstart
+run
+echo "fresh-machine: \$ $(cat /root/testcmd)"
+bash -c "$(cat /root/testcmd)"
+EOF
+printf '%s\n' "$quickstart" >"$root/root/quickstart"
+printf '%s\n' "$testcmd" >"$root/root/testcmd"
+
+say "provisioning, quick start and tests inside (private mount and PID namespaces)"
+status=0
+# shellcheck disable=SC2016 # the inner script expands its own $1
+unshare --mount --pid --fork --propagation private -- bash -c '
+	set -e
+	root=$1
+	mount -t proc proc "$root/proc"
+	mount -t sysfs sysfs "$root/sys"
+	mount --rbind /dev "$root/dev"
+	mount -t tmpfs tmpfs "$root/tmp"
+	exec chroot "$root" /bin/bash /root/fresh-machine-inside.sh
+' fresh-machine "$root" || status=$?
+
+if [ $status -ne 0 ]; then
+	fail "inside the fresh system (status $status), after $((SECONDS - started))s"
+fi
+say "passed in $((SECONDS - started))s"

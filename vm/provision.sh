@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Makes a Debian 13 machine ready for the workshop: Go at the version go.mod
+# needs, git, what the tests use, the root filesystem built, and a shell that
+# starts in the repository. Run as root:
+#
+#   vm/provision.sh REPO_DIR [USER]
+#
+# REPO_DIR is the repository (the Vagrantfile shares it as /vagrant); USER is
+# the workshop user, vagrant by default, who must be able to use sudo. Running
+# it again changes nothing and succeeds. When a step fails, it says which.
+set -Eeuo pipefail
+
+repo=${1:?usage: provision.sh REPO_DIR [USER]}
+user=${2:-vagrant}
+doing="starting"
+trap 'echo "provision: FAILED while $doing (line $LINENO)" >&2' ERR
+step() {
+	doing=$1
+	echo "provision: $doing"
+}
+
+[ "$(id -u)" = 0 ] || { echo "provision: run as root" >&2; exit 1; }
+[ -f "$repo/go.mod" ] || { echo "provision: $repo has no go.mod: is it the repository?" >&2; exit 1; }
+id "$user" >/dev/null 2>&1 || { echo "provision: no user $user" >&2; exit 1; }
+as_user() { runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@"; }
+
+step "installing Go, git and what the tests use"
+export DEBIAN_FRONTEND=noninteractive
+packages=(golang-go git sudo ca-certificates procps hostname util-linux diffutils)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+step "checking that Go is new enough for go.mod"
+want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$repo/go.mod")
+have=$(go env GOVERSION)
+have=${have#go}
+if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+	# Debian's Go never downloads a toolchain by itself (GOTOOLCHAIN=local);
+	# this lets it fetch the one go.mod names through the Go module proxy.
+	echo "provision: Go $have is older than go.mod's $want: letting go fetch go$want"
+	as_user go env -w GOTOOLCHAIN=auto
+	go env -w GOTOOLCHAIN=auto
+fi
+as_user go version
+
+step "letting $user run the steps as root (sudo, go run -exec sudo)"
+if ! as_user sudo -n true; then
+	echo "provision: $user cannot use sudo without a password, as Vagrant boxes allow" >&2
+	false
+fi
+# sudo sets a PATH of its own; Debian's go is in /usr/bin, which it keeps.
+as_user sudo -n sh -c 'command -v go' >/dev/null
+
+step "building the root filesystem in $repo/rootfs"
+(cd "$repo" && as_user go run ./mkrootfs && as_user go run -exec 'sudo -n' ./mkrootfs)
+
+step "making vagrant ssh start in the repository"
+profile="$(getent passwd "$user" | cut -d: -f6)/.bashrc"
+line="cd '$repo' # added by containers-from-scratch's vm/provision.sh"
+grep -qxF "$line" "$profile" 2>/dev/null || echo "$line" >>"$profile"
+chown "$user:" "$profile"
+
+doing="finishing"
+cat <<EOF
+provision: ready. Next, from the repository on your machine:
+  vagrant ssh
+and then, in the VM (you start in $repo):
+  go run -exec sudo ./step05-proc run sh
+  go test -exec sudo ./...
+EOF
