@@ -71,9 +71,14 @@ fi
 
 say "the machine as a Vagrant box leaves it: a vagrant user with sudo, the repository in /vagrant"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-# TLS to the Go module proxy works before the system's own ca-certificates.
-mkdir -p "$root/etc/ssl/certs"
+echo "127.0.1.1 $(hostname)" >>"$root/etc/hosts" # for sudo, in our UTS namespace
+# TLS trusts what this machine trusts: its bundle until the system installs
+# ca-certificates, and its local authorities after, when the bundle is rebuilt.
+mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 chroot "$root" useradd --create-home --shell /bin/bash vagrant
 mkdir -p "$root/etc/sudoers.d"
 echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/vagrant"
@@ -121,6 +126,8 @@ status=0
 unshare --mount --pid --fork --propagation private -- bash -c '
 	set -e
 	root=$1
+	# A real machine'"'"'s / is a mount point, and step05 relies on it.
+	mount --bind "$root" "$root"
 	mount -t proc proc "$root/proc"
 	mount -t sysfs sysfs "$root/sys"
 	mount --rbind /dev "$root/dev"

@@ -308,7 +308,7 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 			p.WaitFor(t, "ready")
 
 			host := readFile(t, fmt.Sprintf("/proc/%d/mountinfo", cmd.Process.Pid))
-			require.Regexp(t, `(?m)^\S+ \S+ \S+ / / \S+ shared:`, host, "the simulated host's / is not shared")
+			require.Regexp(t, `(?m)^\S+ \S+ \S+ \S+ / \S+ shared:`, host, "the simulated host's / is not shared")
 			assert.NotContains(t, host, containerProc, "the container's /proc shows on the host during the run")
 
 			want := "status 0"
