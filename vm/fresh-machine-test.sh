@@ -99,6 +99,13 @@ cat >"$root/root/fresh-machine-inside.sh" <<'EOF'
 set -Eeuo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 /vagrant/vm/provision.sh /vagrant vagrant
+echo "fresh-machine: provisioning again must change nothing"
+again=$(/vagrant/vm/provision.sh /vagrant vagrant 2>&1) || { echo "$again"; exit 1; }
+if ! grep -q '(0 written)' <<<"$again" || [ "$(grep -c 'vm/provision.sh' /home/vagrant/.bashrc)" != 1 ]; then
+	echo "$again"
+	echo "fresh-machine: the second provisioning changed something" >&2
+	exit 1
+fi
 cd /vagrant
 cmd= input=
 run() {
