@@ -18,28 +18,15 @@ cache=/var/cache/containers-from-scratch
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 started=$SECONDS
 
-say() { echo "fresh-machine: $*"; }
-fail() {
-	echo "fresh-machine: FAILED: $*" >&2
-	exit 1
-}
+name=fresh-machine
+# shellcheck source=vm/lib.sh
+. "$repo/vm/lib.sh"
 [ "$(id -u)" = 0 ] || fail "run as root: debootstrap, chroot and the tests need it"
 for tool in debootstrap unshare curl git; do
 	command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install debootstrap util-linux curl git)"
 done
 
-# The first Debian archive in this machine's apt sources, one-line or deb822.
-mirror=$(
-	{
-		grep -hE '^\s*deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-			sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/'
-		grep -hE '^\s*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -E 's/^\s*URIs:\s*//' | tr ' ' '\n'
-	} | grep -vE 'security|^$' | head -n1
-)
-[ -n "$mirror" ] || fail "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*)"
-mirror=${mirror%/}
-curl -fsS --max-time 30 -o /dev/null "$mirror/dists/$suite/Release" ||
-	fail "cannot reach $mirror/dists/$suite/Release: the Debian mirror of this machine's apt sources is needed"
+mirror=$(host_mirror "$suite")
 say "mirror $mirror, Debian $suite"
 
 work=$(mktemp -d /var/tmp/cfs-fresh-machine.XXXXXX)
@@ -72,13 +59,7 @@ fi
 say "the machine as a Vagrant box leaves it: a vagrant user with sudo, the repository in /vagrant"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 echo "127.0.1.1 $(hostname)" >>"$root/etc/hosts" # for sudo, in our UTS namespace
-# TLS trusts what this machine trusts: its bundle until the system installs
-# ca-certificates, and its local authorities after, when the bundle is rebuilt.
-mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
-if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-fi
+trust_host_cas "$root"
 chroot "$root" useradd --create-home --shell /bin/bash vagrant
 mkdir -p "$root/etc/sudoers.d"
 echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$root/etc/sudoers.d/vagrant"

@@ -1,0 +1,40 @@
+# Shared by the scripts in vm/: source it, after setting $name.
+# shellcheck shell=bash
+: "${name:?set name before sourcing vm/lib.sh}"
+
+say() { echo "$name: $*"; }
+fail() {
+	echo "$name: FAILED: $*" >&2
+	exit 1
+}
+
+# host_mirror prints the first Debian archive in this machine's apt sources
+# (one-line or deb822 format), and checks that it serves Debian $1.
+host_mirror() {
+	local suite=$1 mirror
+	mirror=$(
+		{
+			grep -hE '^\s*deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+				sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/'
+			grep -hE '^\s*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+				sed -E 's/^\s*URIs:\s*//' | tr ' ' '\n'
+		} | grep -vE 'security|^$' | head -n1
+	)
+	[ -n "$mirror" ] || fail "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*)"
+	mirror=${mirror%/}
+	curl -fsS --max-time 30 -o /dev/null "$mirror/dists/$suite/Release" ||
+		fail "cannot reach $mirror/dists/$suite/Release: the Debian mirror of this machine's apt sources is needed"
+	echo "$mirror"
+}
+
+# trust_host_cas makes the system in $1 trust what this machine trusts: its
+# bundle until the system installs ca-certificates, and its local
+# authorities after, when that package rebuilds the bundle.
+trust_host_cas() {
+	local root=$1
+	mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
+	cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+	if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+		cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+	fi
+}
