@@ -92,8 +92,12 @@ if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; t
 	chmod +x "$root/usr/local/bin/cfs-test"
 	chroot "$root" systemctl enable cfs-test.service >/dev/null 2>&1
 	chroot "$root" systemctl mask getty@tty1.service serial-getty@ttyS0.service >/dev/null 2>&1
-	# Compile Go's standard library now, not on every boot.
-	chroot "$root" env HOME=/root GOTOOLCHAIN=local go build std
+	# Compile Go's standard library now, not on every boot. (go finds
+	# itself through /proc.)
+	# shellcheck disable=SC2016 # the inner script expands its own $1
+	unshare --mount --propagation private sh -c \
+		'mount -t proc proc "$1/proc" && chroot "$1" env HOME=/root GOTOOLCHAIN=local go build std' \
+		systemd-vm "$root"
 	if ! cp "$root"/boot/vmlinuz-* "$work/vmlinuz" || ! cp "$root"/boot/initrd.img-* "$work/initrd.img"; then
 		fail "no kernel or initramfs in the image"
 	fi
