@@ -121,27 +121,54 @@ mkfs.ext4 -q -F -L cfs-repo -d "$disk" "$work/repo.img" 512M
 
 # --- boot, test, power off ---------------------------------------------
 
-accel=(-accel tcg)
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-	accel=(-accel kvm -cpu host)
-fi
+# KVM when this machine can lend its processor's virtualization to a guest:
+# /dev/kvm alone is not enough (nested under another hypervisor it may exist
+# and still fail), so a KVM boot that fails falls back to emulation.
+boot() {
+	local accel=$1
+	local -a cpu=(-accel "tcg,thread=multi" -cpu max)
+	[ "$accel" = kvm ] && cpu=(-accel kvm -cpu host)
+	say "booting with $accel, 2 CPUs, 2 GiB; at most ${limit}s"
+	: >"$serial"
+	qemu-system-x86_64 "${cpu[@]}" -smp 2 -m 2048 -nodefaults -display none -no-reboot \
+		-kernel "$image.vmlinuz" -initrd "$image.initrd" \
+		-append "root=LABEL=cfs-root rw console=ttyS0 quiet systemd.show_status=0 panic=-1" \
+		-drive "file=$image,format=raw,if=virtio,snapshot=on" \
+		-drive "file=$work/repo.img,format=raw,if=virtio,readonly=on" \
+		-serial "file:$serial" -nic none 2>"$work/qemu.log" &
+	qemu_pid=$!
+	local waited=0
+	while kill -0 "$qemu_pid" 2>/dev/null; do
+		if [ "$waited" -ge "$limit" ]; then
+			timed_out=yes
+			break
+		fi
+		# A KVM that cannot run this guest stops it with an internal error
+		# and leaves QEMU waiting.
+		if [ "$accel" = kvm ] && grep -qE 'KVM internal error|kvm_.*Assertion' "$work/qemu.log"; then
+			break
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+	kill -9 "$qemu_pid" 2>/dev/null || true
+	wait "$qemu_pid" 2>/dev/null || true
+	qemu_pid=
+}
 limit=${CFS_VM_TIMEOUT:-1500}
-say "booting with ${accel[1]}, 2 CPUs, 2 GiB; at most ${limit}s"
 serial=$work/serial.log
-qemu-system-x86_64 "${accel[@]}" -smp 2 -m 2048 -nodefaults -display none -no-reboot \
-	-kernel "$image.vmlinuz" -initrd "$image.initrd" \
-	-append "root=LABEL=cfs-root rw console=ttyS0 quiet systemd.show_status=0 panic=-1" \
-	-drive "file=$image,format=raw,if=virtio,snapshot=on" \
-	-drive "file=$work/repo.img,format=raw,if=virtio,readonly=on" \
-	-serial "file:$serial" -nic none &
-qemu_pid=$!
 timed_out=
-(sleep "$limit" && kill -9 "$qemu_pid" 2>/dev/null && touch "$work/timed-out") &
-watchdog=$!
-wait "$qemu_pid" || true
-qemu_pid=
-kill "$watchdog" 2>/dev/null || true
-[ -e "$work/timed-out" ] && timed_out=yes
+accel=tcg
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+	accel=kvm
+fi
+boot "$accel"
+if [ "$accel" = kvm ] && ! grep -q CFS-BOOTED "$serial"; then
+	say "KVM could not run the VM ($(grep -m1 -E 'KVM|kvm|error' "$work/qemu.log" || echo 'no boot')): emulating instead"
+	accel=tcg
+	timed_out=
+	boot tcg
+fi
 
 # --- what came out -------------------------------------------------------
 
@@ -155,10 +182,14 @@ if [ -z "$result" ]; then
 	tail -n 40 "$serial" >&2
 	fail "the suite did not finish${timed_out:+ within ${limit}s}$(field ERROR | sed 's/^/: /')"
 fi
-grep -E -- '^\s*--- (FAIL|SKIP)|^(ok|FAIL|panic)\s' "$serial" | tr -d '\r' || true
+tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s' || true
+if grep -qE -- '^\s*--- (FAIL|SKIP)' "$serial"; then
+	echo "$name: what failed or was skipped:"
+	tr -d '\r' <"$serial" | grep -E -A12 -- '^\s*--- (FAIL|SKIP)' | head -n 200
+fi
 eval "$(echo "$result" | tr ' ' '\n' | grep -E '^(status|passed|skipped|failed|seconds)=[0-9]+$')"
 cat <<EOF
-$name: kernel $(field KERNEL), cgroup $(field CGROUP), / $(field PROPAGATION), init $(field INIT)
+$name: $accel; kernel $(field KERNEL), cgroup $(field CGROUP), / $(field PROPAGATION), init $(field INIT)
 $name: tests and subtests: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped; suite ${seconds:-?}s, whole run $((SECONDS - started))s
 EOF
 [ "${passed:-0}" -gt 0 ] || fail "zero tests ran"

@@ -257,7 +257,9 @@ func MissingRootfsSaysHowToBuildIt(t *testing.T, s *Step) {
 // and no others, PID 1 first.
 func PsSeesOnlyTheContainer(t *testing.T, s *Step) {
 	RequireRoot(t)
-	r := s.Run(t, "sh", "-c", "sleep 100 & ps -e -o pid=,comm=")
+	// ps runs once sleep has started: until it execs, the shell's fork of
+	// it is another "sh".
+	r := s.Run(t, "sh", "-c", `sleep 100 & until [ "$(cat /proc/$!/comm)" = sleep ]; do :; done; ps -e -o pid=,comm=`)
 	require.Equal(t, 0, r.Status, r.Stderr)
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	require.Len(t, lines, 3, "ps lists more than sh, sleep and itself:\n%s", r.Stdout)
