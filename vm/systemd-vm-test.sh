@@ -47,7 +47,9 @@ trap cleanup EXIT
 
 image=$cache/debian-$suite-systemd-vm.img
 packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates
-recipe="$suite $packages $(sha256sum "$repo/vm/systemd-vm-test.sh" | cut -c1-16)"
+# Bump image_version when what goes into the image changes.
+image_version=1
+recipe="$suite $packages $image_version"
 if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; then
 	mirror=$(host_mirror "$suite")
 	say "building the system image from $mirror (once; cached in $cache)"
@@ -185,7 +187,7 @@ fi
 tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s' || true
 if grep -qE -- '^\s*--- (FAIL|SKIP)' "$serial"; then
 	echo "$name: what failed or was skipped:"
-	tr -d '\r' <"$serial" | grep -E -A12 -- '^\s*--- (FAIL|SKIP)' | head -n 200
+	tr -d '\r' <"$serial" | grep -E -B15 -A3 -- '^\s*--- (FAIL|SKIP)' | head -n 300
 fi
 eval "$(echo "$result" | tr ' ' '\n' | grep -E '^(status|passed|skipped|failed|seconds)=[0-9]+$')"
 cat <<EOF

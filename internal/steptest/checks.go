@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -254,21 +255,16 @@ func MissingRootfsSaysHowToBuildIt(t *testing.T, s *Step) {
 // --- step05: mount namespace and /proc ---
 
 // PsSeesOnlyTheContainer checks that ps lists the container's processes
-// and no others, PID 1 first.
+// and no others, PID 1 first: the shell, and ps itself.
 func PsSeesOnlyTheContainer(t *testing.T, s *Step) {
 	RequireRoot(t)
-	// ps runs once sleep has started: until it execs, the shell's fork of
-	// it is another "sh".
-	r := s.Run(t, "sh", "-c", `sleep 100 & until [ "$(cat /proc/$!/comm)" = sleep ]; do :; done; ps -e -o pid=,comm=`)
+	// "; true" keeps the shell from exec'ing ps: it stays PID 1.
+	r := s.Run(t, "sh", "-c", "ps -e -o pid=,comm=; true")
 	require.Equal(t, 0, r.Status, r.Stderr)
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
-	require.Len(t, lines, 3, "ps lists more than sh, sleep and itself:\n%s", r.Stdout)
-	var comms []string
-	for _, line := range lines {
-		comms = append(comms, strings.Fields(line)[1])
-	}
+	require.Len(t, lines, 2, "ps lists more than sh and itself:\n%s", r.Stdout)
 	assert.Equal(t, []string{"1", "sh"}, strings.Fields(lines[0]))
-	assert.Equal(t, []string{"sh", "sleep", "ps"}, comms)
+	assert.Equal(t, "ps", strings.Fields(lines[1])[1])
 }
 
 // MountViewIsTheContainers checks that the command is in a mount namespace
@@ -371,5 +367,171 @@ func BenchmarkStart(b *testing.B, s *Step) {
 		if err := exec.Command(s.Bin, s.RunArgs("/bin/true")...).Run(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// --- step06: cgroups ---
+
+// cgroupDirs returns the directories of the cgroup a step06 run with PID
+// run makes: one on cgroup v2, one per controller on v1 (by controller).
+func cgroupDirs(t *testing.T, run int) map[string]string {
+	t.Helper()
+	var st unix.Statfs_t
+	require.NoError(t, unix.Statfs("/sys/fs/cgroup", &st))
+	leaf := fmt.Sprintf("containers-from-scratch/%d", run)
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		dir := "/sys/fs/cgroup/" + leaf
+		return map[string]string{"pids": dir, "memory": dir, "cpu": dir, "cpuacct": dir}
+	}
+	dirs := map[string]string{}
+	for _, c := range []string{"pids", "memory", "cpu", "cpuacct"} {
+		dirs[c] = "/sys/fs/cgroup/" + c + "/" + leaf
+	}
+	return dirs
+}
+
+// CommandStartsInItsCgroup checks that the command runs in the container's
+// cgroup, under every controller that limits it.
+func CommandStartsInItsCgroup(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r := s.Run(t, "cat", "/proc/self/cgroup")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		// hierarchy-ID:controllers:path; v2's single line has no controllers.
+		parts := strings.SplitN(line, ":", 3)
+		require.Len(t, parts, 3, line)
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "" && parts[0] == "0" && !strings.Contains(r.Stdout, ":pids:") || c == "pids" || c == "memory" || c == "cpu" {
+				assert.Regexp(t, `^/containers-from-scratch/\d+$`, parts[2], "not in the container's cgroup: %s", line)
+				checked++
+			}
+		}
+	}
+	assert.NotZero(t, checked, "no cgroup to check in:\n%s", r.Stdout)
+}
+
+// ForkBombIsStopped checks that the pids limit stops a command that forks
+// without end, and that the machine keeps working.
+func ForkBombIsStopped(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// It counts the processes it started; the shell gives up at the first
+	// fork the kernel refuses.
+	script := `i=0; while [ $i -lt 200 ]; do sleep 100 & i=$((i+1)); echo $i; done`
+	r := s.Run(t, "-pids", "16", "sh", "-c", script)
+	assert.NotEqual(t, 0, r.Status)
+	assert.Contains(t, r.Stderr, "fork", "no fork was ever refused")
+	started := strings.Fields(r.Stdout)
+	require.NotEmpty(t, started, r.Stderr)
+	assert.Less(t, len(started), 16, "more processes than -pids 16 allows")
+}
+
+// MemoryHogIsKilled checks that a command that allocates past the memory
+// limit is killed, and run exits 137 (128+SIGKILL).
+func MemoryHogIsKilled(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// The string doubles until 256 MiB, which the limit must not allow.
+	hog := `s=x; while [ ${#s} -lt 268435456 ]; do s=$s$s; done; echo survived`
+	r := s.Run(t, "-memory", "32M", "bash", "-c", hog)
+	assert.Equal(t, 137, r.Status)
+	assert.NotContains(t, r.Stdout, "survived")
+}
+
+// CPUQuotaHoldsABusyLoopBack checks -cpus 0.5 on a loop that would use a
+// whole CPU: the cgroup's own statistics show it throttled, at no more than
+// about half a CPU.
+func CPUQuotaHoldsABusyLoopBack(t *testing.T, s *Step) {
+	RequireRoot(t)
+	p := Start(t, s.Command(t, s.RunArgs("-cpus", "0.5", "sh", "-c", "echo ready; while :; do :; done")...))
+	p.WaitFor(t, "ready")
+	dirs := cgroupDirs(t, p.Cmd.Process.Pid)
+	usage0, throttled0 := cpuStats(t, dirs)
+	start := time.Now()
+	time.Sleep(2 * time.Second) // the window the usage is measured over
+	usage, throttled := cpuStats(t, dirs)
+	share := (usage - usage0).Seconds() / time.Since(start).Seconds()
+	require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
+	p.Wait(t)
+	t.Logf("CPU share under -cpus 0.5: %.2f", share)
+	assert.Greater(t, throttled, throttled0, "never throttled")
+	assert.LessOrEqual(t, share, 0.6)
+}
+
+// cpuStats reads the CPU time a cgroup used and how often it was throttled.
+func cpuStats(t *testing.T, dirs map[string]string) (time.Duration, int) {
+	t.Helper()
+	stat := func(dir, key string) int64 {
+		for _, line := range strings.Split(readFile(t, dir+"/cpu.stat"), "\n") {
+			if v, ok := strings.CutPrefix(line, key+" "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				require.NoError(t, err)
+				return n
+			}
+		}
+		t.Fatalf("no %s in %s/cpu.stat", key, dir)
+		return 0
+	}
+	throttled := int(stat(dirs["cpu"], "nr_throttled"))
+	if dirs["cpu"] == dirs["cpuacct"] { // v2
+		return time.Duration(stat(dirs["cpu"], "usage_usec")) * time.Microsecond, throttled
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(readFile(t, dirs["cpuacct"]+"/cpuacct.usage")), 10, 64)
+	require.NoError(t, err)
+	return time.Duration(ns), throttled
+}
+
+// CgroupIsRemoved checks that no cgroup is left after the container ends:
+// when its command exits, when it is killed, and when run itself is killed
+// (the next run cleans up).
+func CgroupIsRemoved(t *testing.T, s *Step) {
+	RequireRoot(t)
+	gone := func(t *testing.T, dirs map[string]string) {
+		t.Helper()
+		for _, dir := range dirs {
+			assert.NoDirExists(t, dir)
+		}
+	}
+	t.Run("command exits", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; read line")...))
+		p.WaitFor(t, "ready")
+		dirs := cgroupDirs(t, p.Cmd.Process.Pid)
+		assert.DirExists(t, dirs["pids"], "no cgroup while the container runs")
+		require.NoError(t, p.Stdin.Close())
+		p.Wait(t)
+		gone(t, dirs)
+	})
+	t.Run("command killed", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...))
+		p.WaitFor(t, "ready")
+		dirs := cgroupDirs(t, p.Cmd.Process.Pid)
+		require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
+		assert.Equal(t, 137, p.Wait(t).Status)
+		gone(t, dirs)
+	})
+	t.Run("run killed, then a new run", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...))
+		p.WaitFor(t, "ready")
+		dirs := cgroupDirs(t, p.Cmd.Process.Pid)
+		command := ChildPID(t, p.Cmd.Process.Pid)
+		require.NoError(t, p.Cmd.Process.Kill())
+		_ = p.Cmd.Wait()
+		require.Eventually(t, func() bool { return Gone(command) }, 5*time.Second, time.Millisecond)
+		assert.DirExists(t, dirs["pids"], "run had no chance to remove its cgroup")
+		r := s.Run(t, "true")
+		require.Equal(t, 0, r.Status, r.Stderr)
+		gone(t, dirs)
+	})
+}
+
+// BadLimitsAreUsageErrors checks that limits that make no sense get the
+// usage line and status 2, and leave no cgroup.
+func BadLimitsAreUsageErrors(t *testing.T, s *Step) {
+	for _, args := range [][]string{{"-memory", "lots"}, {"-memory", "12X"}, {"-pids", "0"}, {"-cpus", "-1"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := s.Exec(t, append(append([]string{"run"}, args...), "true")...)
+			assert.Equal(t, 2, r.Status)
+			assert.Contains(t, r.Stderr, "usage: ")
+			assert.NotContains(t, r.Stderr, "goroutine ")
+		})
 	}
 }

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"testing"
+
+	"containers-from-scratch/internal/steptest"
+)
+
+// The test binary is also the step's program: see package steptest.
+var step = &steptest.Step{Name: "step06-cgroups", NeedsRoot: true, UsesRootfs: true}
+
+func TestMain(m *testing.M) { steptest.Main(m, step, main) }
+
+// What this step adds.
+func TestCommandStartsInItsCgroup(t *testing.T)   { steptest.CommandStartsInItsCgroup(t, step) }
+func TestForkBombIsStopped(t *testing.T)          { steptest.ForkBombIsStopped(t, step) }
+func TestMemoryHogIsKilled(t *testing.T)          { steptest.MemoryHogIsKilled(t, step) }
+func TestCPUQuotaHoldsABusyLoopBack(t *testing.T) { steptest.CPUQuotaHoldsABusyLoopBack(t, step) }
+func TestCgroupIsRemoved(t *testing.T)            { steptest.CgroupIsRemoved(t, step) }
+func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageErrors(t, step) }
+
+// What the steps before guarantee, still true.
+func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
+func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
+func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }
+func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCommand(t, step) }
+func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
+func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
+func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
+func TestNotRootGetsOneLine(t *testing.T)           { steptest.NotRootGetsOneLine(t, step) }
+func TestHostnameIsContainer(t *testing.T)          { steptest.HostnameIsContainer(t, step) }
+func TestHostnameChangeStaysInside(t *testing.T)    { steptest.HostnameChangeStaysInside(t, step) }
+func TestChildRefusesOnTheHost(t *testing.T)        { steptest.ChildRefusesOnTheHost(t, step) }
+func TestCommandIsPID1(t *testing.T)                { steptest.CommandIsPID1(t, step) }
+func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
+	steptest.PID1IgnoresSignalsItDoesNotHandle(t, step)
+}
+func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
+func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
+func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
