@@ -20,7 +20,7 @@ import (
 )
 
 // Steps are the step folders, in course order.
-var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc"}
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups"}
 
 // Diff returns "diff -u" of the previous step's main.go against this
 // step's, with the files named by their paths from the repository root.
