@@ -52,7 +52,9 @@ func main() {
 	}
 	fmt.Printf("mkrootfs: %s: %d commands, %d files, %.1f MiB (%d written) in %v\n",
 		dir, r.Commands, r.Files, float64(r.Bytes)/(1<<20), r.Copied, time.Since(start).Round(time.Millisecond))
-	if !r.DevNull {
+	if r.NoDev {
+		fmt.Printf("mkrootfs: %s is on a file system mounted nodev, where no device file can be opened, /dev/null included; build it elsewhere, e.g. in the repository\n", dir)
+	} else if !r.DevNull {
 		fmt.Println("mkrootfs: no /dev/null: making device files needs root, on a file system that allows them; as a normal user, add it with: go run -exec sudo ./mkrootfs " + dir)
 	}
 }

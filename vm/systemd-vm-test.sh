@@ -184,7 +184,7 @@ if [ -z "$result" ]; then
 	tail -n 40 "$serial" >&2
 	fail "the suite did not finish${timed_out:+ within ${limit}s}$(field ERROR | sed 's/^/: /')"
 fi
-tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s' || true
+tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s|CPU share' || true
 if grep -qE -- '^\s*--- (FAIL|SKIP)' "$serial"; then
 	echo "$name: what failed or was skipped:"
 	tr -d '\r' <"$serial" | grep -E -B15 -A3 -- '^\s*--- (FAIL|SKIP)' | head -n 300

@@ -97,7 +97,9 @@ func TestTranscriptsRun(t *testing.T) {
 		t.Run(readme, func(t *testing.T) {
 			text, err := os.ReadFile(filepath.Join(root, readme))
 			require.NoError(t, err)
-			dir := t.TempDir()
+			dir, err := os.MkdirTemp(steptest.TempParent(), "lessons-")
+			require.NoError(t, err)
+			t.Cleanup(func() { os.RemoveAll(dir) })
 			if readme != "README.md" {
 				// The steps' pages assume the quick start was followed.
 				_, err := rootfs.Build(filepath.Join(dir, "rootfs"))

@@ -60,6 +60,7 @@ type Report struct {
 	Bytes    int64 // their total size
 	Copied   int   // files written by this run; 0 when all were up to date
 	DevNull  bool  // whether /dev/null exists (making it needs root)
+	NoDev    bool  // whether the file system refuses to open device files
 }
 
 // Build creates or updates the root filesystem in dir.
@@ -543,5 +544,13 @@ func (b *builder) count() (Report, error) {
 		return nil
 	})
 	r.DevNull = isDevNull(filepath.Join(b.root, "dev/null"))
+	r.NoDev = !DevicesWork(b.root)
 	return r, err
+}
+
+// DevicesWork reports whether device files in dir can be opened: not on a
+// file system mounted nodev, as /tmp is on Debian 13.
+func DevicesWork(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_NODEV == 0
 }

@@ -52,7 +52,7 @@ func Main(m *testing.M, s *Step, stepMain func()) {
 }
 
 func (s *Step) runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", s.Name+"-test-")
+	dir, err := os.MkdirTemp(TempParent(), s.Name+"-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -314,4 +314,14 @@ func RunOnTerminal(t *testing.T, cmd *exec.Cmd, input string) string {
 	case <-time.After(waitDelay):
 	}
 	return shown.String()
+}
+
+// TempParent is where tests put the root filesystems they build: the
+// temporary directory, unless it refuses device files (Debian 13 mounts
+// /tmp nodev), and then /var/tmp, so that the container's /dev/null works.
+func TempParent() string {
+	if dir := os.TempDir(); rootfs.DevicesWork(dir) {
+		return dir
+	}
+	return "/var/tmp"
 }
