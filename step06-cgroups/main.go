@@ -97,8 +97,11 @@ func parseArgs(args []string) (config, error) {
 	} else if err != nil {
 		return c, usageError(err.Error())
 	}
-	if c.pids < 1 || c.cpus <= 0 {
-		return c, usageError("-pids and -cpus must be more than 0")
+	// The child counts against -pids too: on cgroup v2 it starts in the
+	// cgroup, and until it execs the command it is a Go program, with a few
+	// threads of its own.
+	if c.pids < 10 || c.cpus <= 0 {
+		return c, usageError("-pids must be at least 10, and -cpus more than 0")
 	}
 	if flags.NArg() == 0 {
 		return c, usageError("run needs a command")

@@ -526,7 +526,7 @@ func CgroupIsRemoved(t *testing.T, s *Step) {
 // BadLimitsAreUsageErrors checks that limits that make no sense get the
 // usage line and status 2, and leave no cgroup.
 func BadLimitsAreUsageErrors(t *testing.T, s *Step) {
-	for _, args := range [][]string{{"-memory", "lots"}, {"-memory", "12X"}, {"-pids", "0"}, {"-cpus", "-1"}} {
+	for _, args := range [][]string{{"-memory", "lots"}, {"-memory", "12X"}, {"-pids", "0"}, {"-pids", "5"}, {"-cpus", "-1"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := s.Exec(t, append(append([]string{"run"}, args...), "true")...)
 			assert.Equal(t, 2, r.Status)
