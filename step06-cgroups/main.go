@@ -12,10 +12,11 @@
 // distributions and WSL, and with the v1 hierarchies of older ones, where the
 // talk's version only knew v1. The cgroup is removed when the container ends.
 //
-// Example, as root, from the repository root after "go run ./mkrootfs":
+// Example, as root, from the repository root after "go run ./mkrootfs", on
+// cgroup v2 (4242 is run's PID):
 //
-//	$ go run ./step06-cgroups run -pids 10 sh -c 'cat /sys/fs/cgroup/pids.max'
-//	10
+//	$ go run ./step06-cgroups run cat /proc/self/cgroup
+//	0::/containers-from-scratch/4242
 package main
 
 import (
