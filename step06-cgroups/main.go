@@ -326,6 +326,11 @@ func cgroupDirs(name string) (*cgroup, error) {
 	if st.Type == unix.CGROUP2_SUPER_MAGIC {
 		return &cgroup{v2: true, dirs: []string{filepath.Join(cgroupRoot, cgroupParent, name)}}, nil
 	}
+	// v1 mounts its hierarchies in a tmpfs there; anything else is not a
+	// cgroup hierarchy at all.
+	if st.Type != unix.TMPFS_MAGIC {
+		return nil, fmt.Errorf("no cgroup hierarchy is mounted at %s: mount cgroup2 there, or use a machine or VM of your own", cgroupRoot)
+	}
 	cg := &cgroup{}
 	seen := map[string]bool{}
 	for _, controller := range v1Controllers {

@@ -117,7 +117,7 @@ unshare --mount --pid --fork --propagation private -- bash -c '
 	# A real machine'"'"'s / is a mount point, and step05 relies on it.
 	mount --bind "$root" "$root"
 	mount -t proc proc "$root/proc"
-	mount -t sysfs sysfs "$root/sys"
+	mount --rbind /sys "$root/sys" # with the cgroup file systems in it
 	mount --rbind /dev "$root/dev"
 	mount -t tmpfs tmpfs "$root/tmp"
 	exec chroot "$root" /bin/bash /root/fresh-machine-inside.sh
