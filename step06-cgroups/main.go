@@ -13,18 +13,20 @@
 // talk's version only knew v1. The cgroup is removed when the container ends.
 //
 // Example, as root, from the repository root after "go run ./mkrootfs", on
-// cgroup v2 (4242 is run's PID):
+// cgroup v2 (4242 is run's PID, 98765 its start time):
 //
 //	$ go run ./step06-cgroups run cat /proc/self/cgroup
-//	0::/containers-from-scratch/4242
+//	0::/containers-from-scratch/4242-98765
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -98,11 +100,13 @@ func parseArgs(args []string) (config, error) {
 	} else if err != nil {
 		return c, usageError(err.Error())
 	}
-	// The child counts against -pids too: on cgroup v2 it starts in the
-	// cgroup, and until it execs the command it is a Go program, with a few
-	// threads of its own.
-	if c.pids < 10 || c.cpus <= 0 {
-		return c, usageError("-pids must be at least 10, and -cpus more than 0")
+	// The child counts against the limits too: on cgroup v2 it starts in
+	// the cgroup, and until it execs the command it is a Go program, with a
+	// few threads (pids counts threads) and a few MiB of its own. The kernel
+	// takes no less than 1 ms of CPU per 100 ms period, and no more than
+	// 4194304 processes.
+	if !(c.pids >= 10 && c.pids <= 4194304 && c.memory >= 16<<20 && c.cpus >= 0.01 && c.cpus <= 1024) {
+		return c, usageError("-pids must be from 10 to 4194304, -memory at least 16M, -cpus from 0.01 to 1024")
 	}
 	if flags.NArg() == 0 {
 		return c, usageError("run needs a command")
@@ -124,7 +128,11 @@ func run(args []string) error {
 	if err := checkRootfs(c.rootfs); err != nil {
 		return err
 	}
-	cg, err := createCgroup(strconv.Itoa(os.Getpid()), c)
+	name, err := cgroupName("self")
+	if err != nil {
+		return err
+	}
+	cg, err := createCgroup(name, c)
 	if err != nil {
 		return err
 	}
@@ -313,6 +321,15 @@ var v1Controllers = []string{"pids", "memory", "cpu", "cpuacct"}
 type cgroup struct {
 	v2   bool
 	dirs []string
+	made []string // the directories this run made, and so may remove
+}
+
+func (cg *cgroup) mkdir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	cg.made = append(cg.made, dir)
+	return nil
 }
 
 // cgroupDirs finds the hierarchy this machine uses, and the directories of
@@ -377,18 +394,21 @@ func createCgroup(name string, c config) (cg *cgroup, err error) {
 				return cg, fmt.Errorf("%w (are the pids, memory and cpu controllers available and delegated to %s?)", err, dir)
 			}
 		}
-		if err := os.Mkdir(cg.dirs[0], 0o755); err != nil {
+		if err := cg.mkdir(cg.dirs[0]); err != nil {
 			return cg, err
 		}
 		return cg, writeAll(cg.dirs[0], [][2]string{
 			{"pids.max", strconv.Itoa(c.pids)},
 			{"memory.max", strconv.FormatInt(c.memory, 10)},
 			{"memory.swap.max", "0"}, // or the memory limit would only push pages to swap
-			{"cpu.max", strconv.Itoa(int(c.cpus*100000)) + " 100000"},
+			{"cpu.max", strconv.Itoa(int(math.Round(c.cpus*100000))) + " 100000"},
 		})
 	}
 	for _, dir := range cg.dirs {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return cg, err
+		}
+		if err := cg.mkdir(dir); err != nil {
 			return cg, err
 		}
 		err := writeAll(dir, [][2]string{
@@ -397,7 +417,7 @@ func createCgroup(name string, c config) (cg *cgroup, err error) {
 			{"memory.limit_in_bytes", strconv.FormatInt(c.memory, 10)},
 			{"memory.memsw.limit_in_bytes", strconv.FormatInt(c.memory, 10)},
 			{"cpu.cfs_period_us", "100000"},
-			{"cpu.cfs_quota_us", strconv.Itoa(int(c.cpus * 100000))},
+			{"cpu.cfs_quota_us", strconv.Itoa(int(math.Round(c.cpus * 100000)))},
 		})
 		if err != nil {
 			return cg, err
@@ -423,19 +443,27 @@ func writeAll(dir string, values [][2]string) error {
 
 func write(dir, file, value string) error {
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err
+		}
 		return fmt.Errorf("write %q to %s: %w", value, filepath.Join(dir, file), err)
 	}
 	return nil
 }
 
 // joinCgroup moves the child into the v1 cgroups that run made for it,
-// named after run's PID. On v2 the kernel has put it in its cgroup already.
+// named after run. On v2 the kernel has put it in its cgroup already.
 func joinCgroup() error {
 	parent, err := parentPID()
 	if err != nil {
 		return err
 	}
-	cg, err := cgroupDirs(parent)
+	name, err := cgroupName(parent)
+	if err != nil {
+		return err
+	}
+	cg, err := cgroupDirs(name)
 	if err != nil || cg.v2 {
 		return err
 	}
@@ -451,7 +479,7 @@ func joinCgroup() error {
 // remove removes the container's cgroup. The kernel may call it busy for a
 // moment after its last process has exited, so it tries again for a while.
 func (cg *cgroup) remove() {
-	for _, dir := range cg.dirs {
+	for _, dir := range cg.made {
 		for try := 0; try < 100; try++ {
 			err := unix.Rmdir(dir)
 			if err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
@@ -462,15 +490,34 @@ func (cg *cgroup) remove() {
 	}
 }
 
+// cgroupName names the cgroup of the container that run, process pid in
+// /proc, starts: its PID and its start time, which run and child can both
+// read, and which no other process shares even once the PID is reused.
+func cgroupName(pid string) (string, error) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", err
+	}
+	// The fields after the command name, which is in parentheses: the
+	// state is the first (field 3), the start time field 22.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 20 {
+		return "", fmt.Errorf("/proc/%s/stat: too few fields", pid)
+	}
+	self := strings.Fields(string(stat))[0]
+	return self + "-" + fields[19], nil
+}
+
 // removeLeftovers removes the cgroups, under parent, of runs that no longer
 // exist: a run killed with SIGKILL cannot remove its own.
 func removeLeftovers(parent string) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil || !e.IsDir() {
+		pid, _, ok := strings.Cut(e.Name(), "-")
+		if !ok || !e.IsDir() {
 			continue
 		}
-		if _, err := os.Stat("/proc/" + e.Name()); errors.Is(err, fs.ErrNotExist) {
+		if name, err := cgroupName(pid); err != nil || name != e.Name() {
 			_ = unix.Rmdir(filepath.Join(parent, e.Name())) // fails while it has processes
 		}
 	}
