@@ -31,14 +31,15 @@ say "mirror $mirror, Debian $suite"
 
 work=$(mktemp -d /var/tmp/cfs-fresh-machine.XXXXXX)
 root=$work/root
+inside=
 cleanup() {
-	# The mounts lived in a mount namespace of their own, gone with it; never
-	# delete through one that is still there.
-	if grep -qF " $root" /proc/self/mountinfo; then
-		echo "fresh-machine: mounts left under $root: not removing $work" >&2
-		return 1
+	# The system inside must be gone before its files go: its mounts live
+	# in a namespace of its own, which ends with its last process.
+	if [ -n "$inside" ]; then
+		kill -9 "$inside" 2>/dev/null || true
+		wait "$inside" 2>/dev/null || true
 	fi
-	rm -rf "$work"
+	remove_work "$work"
 }
 trap cleanup EXIT
 
@@ -48,7 +49,8 @@ if [ ! -s "$base" ] || [ "$(cat "$base.mirror" 2>/dev/null)" != "$mirror" ]; the
 	mkdir -p "$cache"
 	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
 		fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
-	tar -C "$root" -cf "$base.new" . && mv "$base.new" "$base"
+	tar -C "$root" -cf "$base.new" .
+	mv "$base.new" "$base"
 	echo "$mirror" >"$base.mirror"
 else
 	say "using the cached base $base"
@@ -110,8 +112,9 @@ printf '%s\n' "$testcmd" >"$root/root/testcmd"
 
 say "provisioning, quick start and tests inside (private mount and PID namespaces)"
 status=0
+# --kill-child: if this script dies, everything inside goes with it.
 # shellcheck disable=SC2016 # the inner script expands its own $1
-unshare --mount --pid --fork --propagation private -- bash -c '
+unshare --mount --pid --fork --kill-child --propagation private -- bash -c '
 	set -e
 	root=$1
 	# A real machine'"'"'s / is a mount point, and step05 relies on it.
@@ -121,7 +124,10 @@ unshare --mount --pid --fork --propagation private -- bash -c '
 	mount --rbind /dev "$root/dev"
 	mount -t tmpfs tmpfs "$root/tmp"
 	exec chroot "$root" /bin/bash /root/fresh-machine-inside.sh
-' fresh-machine "$root" || status=$?
+' fresh-machine "$root" &
+inside=$!
+wait "$inside" || status=$?
+inside=
 
 if [ $status -ne 0 ]; then
 	fail "inside the fresh system (status $status), after $((SECONDS - started))s"

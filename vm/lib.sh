@@ -38,3 +38,19 @@ trust_host_cas() {
 		cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
 	fi
 }
+
+# remove_work removes the scratch directory $1. Whatever is still mounted
+# below it (a debootstrap that was killed, say) is unmounted first, and
+# nothing is removed through a mount that will not go: rm -rf would
+# otherwise delete the host's own files through it.
+remove_work() {
+	local dir=$1 target
+	while read -r target; do
+		umount -R "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
+	done < <(awk -v d="$dir" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+	if awk -v d="$dir" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+		echo "$name: mounts left under $dir: not removing it" >&2
+		return 1
+	fi
+	rm -rf "$dir"
+}
