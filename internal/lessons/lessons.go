@@ -16,24 +16,65 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 )
 
 // Steps are the step folders, in course order.
 var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups"}
 
-// Diff returns "diff -u" of the previous step's main.go against this
-// step's, with the files named by their paths from the repository root.
+// Diff returns "diff -u" of the previous step's Go files against this
+// step's, main.go first, then the others that changed or are new, by name;
+// the files are named by their paths from the repository root.
 func Diff(root, prev, step string) (string, error) {
-	a, b := prev+"/main.go", step+"/main.go"
-	cmd := exec.Command("diff", "-u", "--label", a, "--label", b, a, b)
-	cmd.Dir = root
-	out, err := cmd.Output()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 1 { // 1: the files differ
-		err = nil
+	names := map[string]bool{}
+	for _, dir := range []string{prev, step} {
+		files, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		if err != nil {
+			return "", err
+		}
+		for _, f := range files {
+			if name := filepath.Base(f); !strings.HasSuffix(name, "_test.go") && name != "main.go" {
+				names[name] = true
+			}
+		}
 	}
-	return string(out), err
+	sorted := []string{"main.go"}
+	for name := range names {
+		sorted = append(sorted, name)
+	}
+	sort.Strings(sorted[1:])
+	var all strings.Builder
+	for _, name := range sorted {
+		a, b := prev+"/"+name, step+"/"+name
+		labelA := a
+		if _, err := os.Stat(filepath.Join(root, a)); err != nil {
+			labelA = "/dev/null"
+		}
+		cmd := exec.Command("diff", "-u", "-N", "--label", labelA, "--label", b, a, b)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 1 { // 1: the files differ
+			err = nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("diff %s %s: %w", a, b, err)
+		}
+		all.Write(out)
+	}
+	return all.String(), nil
+}
+
+// Plumbing is the file of every step that holds what no step teaches.
+const Plumbing = "plumbing.go"
+
+// PlumbingChanges are the steps whose plumbing.go is meant to differ from
+// the step before's, and why. Every other step's copy is the same, byte for
+// byte, as the step before's.
+var PlumbingChanges = map[string]string{
+	"step02-uts":    `run starts a "child" in new namespaces: root is needed, the child checks its namespaces and that run is alive, and run holds signals until the command runs`,
+	"step04-chroot": `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
 }
 
 // diffBlock finds the diff block of the "What changed" section.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"os/user"
@@ -37,7 +39,82 @@ func TestDiffBlocksMatchTheCode(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEmpty(t, want)
 			assert.True(t, shown == want,
-				"%s/README.md shows a stale diff of main.go: run go generate ./internal/lessons", Steps[i])
+				"%s/README.md shows a stale diff of its Go files: run go generate ./internal/lessons", Steps[i])
+		})
+	}
+}
+
+// TestPlumbingChangesOnlyWhereListed keeps the shared plumbing shared: a
+// step's plumbing.go is the step before's, unless PlumbingChanges says why
+// not.
+func TestPlumbingChangesOnlyWhereListed(t *testing.T) {
+	for i := 1; i < len(Steps); i++ {
+		t.Run(Steps[i], func(t *testing.T) {
+			prev, err := os.ReadFile(filepath.Join(root, Steps[i-1], Plumbing))
+			require.NoError(t, err)
+			this, err := os.ReadFile(filepath.Join(root, Steps[i], Plumbing))
+			require.NoError(t, err)
+			why, listed := PlumbingChanges[Steps[i]]
+			if listed {
+				assert.NotEqual(t, string(prev), string(this),
+					"%s is listed in PlumbingChanges (%s), but its %s is the same as %s's", Steps[i], why, Plumbing, Steps[i-1])
+				return
+			}
+			if !bytes.Equal(prev, this) {
+				cmd := exec.Command("diff", "-u", Steps[i-1]+"/"+Plumbing, Steps[i]+"/"+Plumbing)
+				cmd.Dir = root
+				diff, _ := cmd.Output()
+				t.Errorf("%s/%s differs from %s's, and PlumbingChanges does not say why:\n%s", Steps[i], Plumbing, Steps[i-1], diff)
+			}
+		})
+	}
+}
+
+// TestStepsStandAlone checks that every step is a main package of its own
+// that a learner can copy out: none imports anything from this repository,
+// and main.go comes first in its folder's story.
+func TestStepsStandAlone(t *testing.T) {
+	for _, step := range Steps {
+		t.Run(step, func(t *testing.T) {
+			files, err := filepath.Glob(filepath.Join(root, step, "*.go"))
+			require.NoError(t, err)
+			fset := token.NewFileSet()
+			for _, file := range files {
+				if strings.HasSuffix(file, "_test.go") {
+					continue
+				}
+				f, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
+				require.NoError(t, err)
+				assert.Equal(t, "main", f.Name.Name, file)
+				for _, imp := range f.Imports {
+					assert.NotContains(t, imp.Path.Value, "containers-from-scratch", "%s imports from this repository", file)
+				}
+			}
+			assert.FileExists(t, filepath.Join(root, step, "main.go"))
+			assert.FileExists(t, filepath.Join(root, step, Plumbing))
+		})
+	}
+}
+
+// TestMainGoStaysTheLesson holds main.go to the size of a lesson: the
+// container on a screen or two, and each step's diff one idea.
+func TestMainGoStaysTheLesson(t *testing.T) {
+	most := map[string]int{"step05-proc": 150, "step06-cgroups": 180}
+	for i, step := range Steps {
+		t.Run(step, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(root, step, "main.go"))
+			require.NoError(t, err)
+			if n, ok := most[step]; ok {
+				assert.LessOrEqual(t, bytes.Count(src, []byte("\n")), n, "lines in %s/main.go", step)
+			}
+			if i == 0 {
+				return
+			}
+			cmd := exec.Command("diff", "-u", Steps[i-1]+"/main.go", step+"/main.go")
+			cmd.Dir = root
+			out, _ := cmd.Output()
+			changed := regexp.MustCompile(`(?m)^[-+]([^-+]|$)`).FindAll(out, -1)
+			assert.LessOrEqual(t, len(changed), 60, "changed lines in diff -u %s/main.go %s/main.go", Steps[i-1], step)
 		})
 	}
 }
