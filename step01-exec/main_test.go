@@ -20,3 +20,7 @@ func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTh
 func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
 func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
 func BenchmarkStart(b *testing.B)                   { steptest.BenchmarkStart(b, step) }
+func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
+func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
+func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }
+func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReachesTheCommand(t, step) }

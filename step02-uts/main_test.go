@@ -17,7 +17,18 @@ func TestHostnameIsContainer(t *testing.T)       { steptest.HostnameIsContainer(
 func TestHostnameChangeStaysInside(t *testing.T) { steptest.HostnameChangeStaysInside(t, step) }
 func TestChildRefusesOnTheHost(t *testing.T)     { steptest.ChildRefusesOnTheHost(t, step) }
 
+func TestRunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T) {
+	steptest.RunKilledBeforeItsChildIsArmedLeavesNothing(t, step)
+}
+func TestSignalsDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.SignalsDuringSetupWaitForTheCommand(t, step)
+}
+
 // What the steps before guarantee, still true.
+func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
+func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
+func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }
+func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReachesTheCommand(t, step) }
 func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
 func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
 func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }

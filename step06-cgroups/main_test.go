@@ -19,7 +19,25 @@ func TestCPUQuotaHoldsABusyLoopBack(t *testing.T) { steptest.CPUQuotaHoldsABusyL
 func TestCgroupIsRemoved(t *testing.T)            { steptest.CgroupIsRemoved(t, step) }
 func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageErrors(t, step) }
 
+func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
+	steptest.SignalDuringCgroupSetupLeavesNoCgroup(t, step)
+}
+
 // What the steps before guarantee, still true.
+func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
+func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
+func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }
+func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReachesTheCommand(t, step) }
+func TestRunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T) {
+	steptest.RunKilledBeforeItsChildIsArmedLeavesNothing(t, step)
+}
+func TestSignalsDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.SignalsDuringSetupWaitForTheCommand(t, step)
+}
+func TestBackgroundRunLeavesTheTerminalAlone(t *testing.T) {
+	steptest.BackgroundRunLeavesTheTerminalAlone(t, step)
+}
+func TestEmptyRootfsIsAUsageError(t *testing.T)     { steptest.EmptyRootfsIsAUsageError(t, step) }
 func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
 func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
 func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -280,40 +281,104 @@ func OneLine(t *testing.T, msg string) {
 // terminal showed by the time the command ended.
 func RunOnTerminal(t *testing.T, cmd *exec.Cmd, input string) string {
 	t.Helper()
+	term := StartOnTerminal(t, cmd)
+	term.Type(t, input)
+	return term.Wait(t)
+}
+
+// Terminal is a command running on a pseudo-terminal of its own.
+type Terminal struct {
+	cmd   *exec.Cmd
+	ptm   *os.File
+	mu    sync.Mutex
+	shown bytes.Buffer
+	read  chan struct{} // closed when nothing more can be read
+	done  chan struct{} // closed when the command has ended
+}
+
+// StartOnTerminal starts cmd on a new pseudo-terminal, in a session of its
+// own with the terminal as its controlling terminal: what a terminal window
+// gives the shell it starts.
+func StartOnTerminal(t *testing.T, cmd *exec.Cmd) *Terminal {
+	t.Helper()
 	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	require.NoError(t, err)
-	defer ptm.Close()
+	t.Cleanup(func() { ptm.Close() })
 	require.NoError(t, unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0))
 	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
 	require.NoError(t, err)
 	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
 	require.NoError(t, err)
 
-	// A session of its own, with the terminal as its controlling terminal:
-	// what a terminal window gives the shell it starts.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	require.NoError(t, cmd.Start())
 	pts.Close()
-
-	var shown bytes.Buffer
-	done := make(chan struct{})
+	term := &Terminal{cmd: cmd, ptm: ptm, read: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() {
+		if !term.Exited() {
+			_ = cmd.Process.Kill()
+			<-term.done
+		}
+	})
 	go func() {
 		// Reading ends with EIO once no process has the terminal open.
-		_, _ = io.Copy(&shown, ptm)
-		close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptm.Read(buf)
+			term.mu.Lock()
+			term.shown.Write(buf[:n])
+			term.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		close(term.read)
 	}()
-	_, err = ptm.WriteString(input)
+	go func() {
+		_ = cmd.Wait()
+		close(term.done)
+	}()
+	return term
+}
+
+// Type types input into the terminal.
+func (term *Terminal) Type(t *testing.T, input string) {
+	t.Helper()
+	_, err := term.ptm.WriteString(input)
 	require.NoError(t, err)
-	err = cmd.Wait()
-	if _, exited := err.(*exec.ExitError); err != nil && !exited {
-		require.NoError(t, err)
+}
+
+// Shown returns what the terminal has shown so far.
+func (term *Terminal) Shown() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.shown.String()
+}
+
+// Exited reports whether the command has ended.
+func (term *Terminal) Exited() bool {
+	select {
+	case <-term.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits for the command to end and returns all the terminal showed.
+func (term *Terminal) Wait(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-term.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%v still runs on its terminal; it showed:\n%s", term.cmd.Args, term.Shown())
 	}
 	select {
-	case <-done:
+	case <-term.read:
 	case <-time.After(waitDelay):
 	}
-	return shown.String()
+	return term.Shown()
 }
 
 // TempParent is where tests put the root filesystems they build: the

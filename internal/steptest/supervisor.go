@@ -1,0 +1,369 @@
+package steptest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// The checks below hold the supervisor of plumbing.go to what it promises
+// in the windows where a race could break it. Such a window is a few
+// microseconds wide, so a test holds it open: strace stops the program with
+// SIGSTOP at the entry of one system call (inject=SYSCALL:signal=SIGSTOP),
+// the test waits until the program is stopped there, acts inside the
+// window, and lets the program go on with SIGCONT. So the test hits the
+// window every time, however busy the machine.
+
+// syscalls names the system calls the tests stop at, for strace.
+var syscalls = map[int]string{
+	unix.SYS_PRCTL:       "prctl",
+	unix.SYS_SETHOSTNAME: "sethostname",
+	unix.SYS_MKDIRAT:     "mkdirat",
+}
+
+// StoppedAt starts the step's program with these arguments under strace,
+// which stops it, or the first of its children that gets there, with
+// SIGSTOP just after its first call of the system call nr; SIGCONT lets it
+// go on. It returns the started strace and the program's PID.
+func (s *Step) StoppedAt(t *testing.T, nr int, args ...string) (*Started, int) {
+	t.Helper()
+	return s.traced(t, syscalls[nr]+":signal=SIGSTOP:when=1", args...)
+}
+
+// HeldBefore starts the step's program with these arguments under strace,
+// which holds each of its threads and children that calls the system call
+// nr, before the call runs, for hold. It returns the started strace and
+// the program's PID.
+func (s *Step) HeldBefore(t *testing.T, nr int, hold time.Duration, args ...string) (*Started, int) {
+	t.Helper()
+	return s.traced(t, fmt.Sprintf("%s:delay_enter=%d", syscalls[nr], hold.Microseconds()), args...)
+}
+
+func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, int) {
+	t.Helper()
+	_, err := exec.LookPath("strace")
+	require.NoError(t, err, "strace is needed to hit a race every time (apt-get install strace)")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	log := filepath.Join(t.TempDir(), "strace.log")
+	t.Cleanup(func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(log)
+			t.Logf("strace:\n%s", data)
+		}
+	})
+	name, _, _ := strings.Cut(inject, ":")
+	cmd := exec.CommandContext(ctx, "strace", append([]string{"-f", "-qq", "-o", log,
+		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)
+	p := Start(t, cmd)
+	// strace may fork helpers of its own before it starts the program.
+	var run int
+	require.Eventually(t, func() bool {
+		for _, pid := range children(cmd.Process.Pid) {
+			if strings.HasPrefix(cmdline(pid), s.Bin+" ") {
+				run = pid
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "strace never started %s", s.Bin)
+	return p, run
+}
+
+// children returns the children of process pid.
+func children(pid int) []int {
+	var pids []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		data, _ := os.ReadFile(task)
+		for _, child := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(child); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids
+}
+
+// stoppedIn reports whether process pid is stopped in the system call nr,
+// all its threads with it: by SIGSTOP, or held by strace before the call.
+// (Only one thread stops, and only for a moment, as strace traces the call
+// on its way.)
+func stoppedIn(pid, nr int) bool {
+	prefix := strconv.Itoa(nr) + " "
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	in := false
+	for _, task := range tasks {
+		call, err1 := os.ReadFile(task + "/syscall")
+		stat, err2 := os.ReadFile(task + "/stat")
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if state := stat[bytes.LastIndexByte(stat, ')')+2]; state != 't' && state != 'T' {
+			return false
+		}
+		in = in || strings.HasPrefix(string(call), prefix)
+	}
+	return in
+}
+
+// StoppedIn waits until process pid is stopped in the system call nr.
+func StoppedIn(t *testing.T, pid, nr int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return stoppedIn(pid, nr) }, 10*time.Second, time.Millisecond,
+		"process %d never stopped in %s: %s", pid, syscalls[nr], describe(pid))
+}
+
+// ChildStoppedIn waits until a child of process pid is stopped in the
+// system call nr, and returns it. (Go's os/exec may start and end a child
+// of its own first, to see what the kernel supports.)
+func ChildStoppedIn(t *testing.T, pid, nr int) int {
+	t.Helper()
+	var child int
+	require.Eventually(t, func() bool {
+		for _, c := range children(pid) {
+			if stoppedIn(c, nr) {
+				child = c
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "no child of process %d stopped in %s", pid, syscalls[nr])
+	return child
+}
+
+// cmdline returns the command line of process pid, its arguments joined by
+// spaces, or "" once it has gone.
+func cmdline(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+}
+
+// RunKilledBeforeItsChildIsArmedLeavesNothing kills run in the window
+// between the fork of its child and the moment the kernel arms the child's
+// parent-death signal (prctl PR_SET_PDEATHSIG): no signal can reach the
+// child for run's death then, and the child must notice by itself that run
+// has gone, rather than start the command with nobody to stop it.
+func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// The orphaned child goes to the nearest subreaper, as systemd is on a
+	// learner's machine: this test, for the time it runs, which reaps it.
+	require.NoError(t, unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	marker := fmt.Sprintf("%d.%d", 30000+rand.Intn(9999), rand.Intn(1000))
+	// prctl must be held before it runs: the signal would be armed after.
+	p, run := s.HeldBefore(t, unix.SYS_PRCTL, time.Second, s.RunArgs("sleep", marker)...)
+	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
+	t.Cleanup(func() {
+		if strings.Contains(cmdline(child), marker) {
+			_ = unix.Kill(child, unix.SIGKILL)
+		}
+		var status unix.WaitStatus
+		_, _ = unix.Wait4(child, &status, 0, nil)
+	})
+	require.NoError(t, unix.Kill(run, unix.SIGKILL))
+	// The child goes on once strace lets it: it either exits, or becomes
+	// the command.
+	require.Eventually(t, func() bool {
+		return Gone(child) || strings.HasPrefix(cmdline(child), "sleep ")
+	}, 10*time.Second, time.Millisecond)
+	assert.True(t, Gone(child), "the container (%q, PID %d) outlived the killed run", cmdline(child), child)
+	p.Wait(t)
+}
+
+// SignalsDuringSetupWaitForTheCommand sends signals to run while its child
+// is still setting the container up: the child is then a Go program, not
+// the command, and as PID 1 it would die of SIGINT or SIGTERM with a bare
+// status 2, or print its goroutines on SIGQUIT. run must hold the signals
+// until the command runs, and then pass them on: PID 1 drops those it has
+// no handler for (the command keeps running); any other process dies of
+// them.
+func SignalsDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
+	RequireRoot(t)
+	pid1 := s.Run(t, "sh", "-c", "echo $$").Stdout == "1\n"
+	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGQUIT} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			// sleep has no handlers: as PID 1 it drops the signal, at any
+			// time. (A shell catches SIGINT while it waits for a command.)
+			p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
+			child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+			require.NoError(t, unix.Kill(run, sig))
+			require.NoError(t, unix.Kill(child, unix.SIGCONT))
+			r := p.Wait(t)
+			assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
+			if pid1 {
+				assert.Equal(t, 0, r.Status, "the signal reached the child, not the command: %s", r.Stderr)
+			} else {
+				assert.Equal(t, 128+int(sig), r.Status, r.Stderr)
+			}
+		})
+	}
+}
+
+// SignalDuringCgroupSetupLeavesNoCgroup sends SIGTERM to run while it makes
+// the container's cgroup: run must not die halfway, leaving the cgroup
+// behind, but go on and remove it when the container ends.
+func SignalDuringCgroupSetupLeavesNoCgroup(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// A first run makes the cgroups' parent, so that the one mkdirat left
+	// is the container's own cgroup's.
+	r := s.Run(t, "true")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	p, run := s.StoppedAt(t, unix.SYS_MKDIRAT, s.RunArgs("true")...)
+	dirs := cgroupDirs(t, run)
+	StoppedIn(t, run, unix.SYS_MKDIRAT)
+	require.NoError(t, unix.Kill(run, unix.SIGTERM))
+	require.NoError(t, unix.Kill(run, unix.SIGCONT))
+	r = p.Wait(t)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	for _, dir := range dirs {
+		assert.NoDirExists(t, dir, "the cgroup of a run that got SIGTERM while making it")
+	}
+}
+
+// EverySignalReachesTheCommand sends run, one at a time, the signals an
+// init such as tini passes on, including those that would make a Go
+// program print its goroutines and crash (ABRT, SYS, TRAP, ILL): each must
+// reach the command, and none may end run.
+func EverySignalReachesTheCommand(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	names := []string{"HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "USR1", "USR2", "PIPE", "ALRM", "TERM", "WINCH", "SYS", "XCPU", "PWR"}
+	script := ""
+	for _, name := range names {
+		script += fmt.Sprintf("trap 'echo got %s' %s; ", name, name)
+	}
+	script += "echo ready; while :; do sleep 0.01; done"
+	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", script)...))
+	p.WaitFor(t, "ready")
+	for _, name := range names {
+		sig := unix.SignalNum("SIG" + name)
+		require.NoError(t, p.Cmd.Process.Signal(sig))
+		assert.Equal(t, "got "+name, p.ReadLine(t), "after SIG%s", name)
+	}
+	require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
+	r := p.Wait(t)
+	assert.Equal(t, 137, r.Status, r.Stderr)
+	assert.NotContains(t, r.Stderr, "goroutine ")
+}
+
+// BackgroundRunLeavesTheTerminalAlone starts run as a background job of an
+// interactive shell ("run ... &"): the container must not take the terminal
+// from the shell, which would then fail to read what is typed next, and
+// exit.
+func BackgroundRunLeavesTheTerminalAlone(t *testing.T, s *Step) {
+	RequireRoot(t)
+	marker := fmt.Sprintf("%d.%d", 40000+rand.Intn(9999), rand.Intn(1000))
+	term := StartOnTerminal(t, exec.Command("bash", "--norc", "--noprofile", "-i"))
+	term.Type(t, strings.Join(append([]string{s.Bin}, s.RunArgs("sleep", marker)...), " ")+" &\n")
+	// The window: once the container's command runs, it has taken the
+	// terminal, or never will.
+	var sleeper int
+	require.Eventually(t, func() bool {
+		out, _ := exec.Command("pgrep", "-f", "^sleep "+marker+"$").Output()
+		sleeper, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		return sleeper > 0
+	}, 10*time.Second, time.Millisecond, "the container never started")
+	t.Cleanup(func() { _ = unix.Kill(sleeper, unix.SIGKILL) })
+	term.Type(t, "echo still-$((6*7))\n")
+	require.Eventually(t, func() bool {
+		return strings.Contains(term.Shown(), "still-42") || term.Exited()
+	}, 10*time.Second, 5*time.Millisecond)
+	_ = unix.Kill(sleeper, unix.SIGKILL)
+	term.Type(t, "exit\n")
+	out := term.Wait(t)
+	assert.Contains(t, out, "still-42", "the shell lost its terminal to a container started in the background")
+}
+
+// HelpListsTheOptions checks that -h prints the usage line and each
+// option, on standard output, and exits 0.
+func HelpListsTheOptions(t *testing.T, s *Step) {
+	for _, flag := range []string{"-h", "-help", "--help"} {
+		t.Run(flag, func(t *testing.T) {
+			r := s.Exec(t, "run", flag)
+			assert.Equal(t, 0, r.Status, r.Stderr)
+			assert.True(t, strings.HasPrefix(r.Stdout, "usage: "+s.Name+" run "), r.Stdout)
+			if s.UsesRootfs {
+				assert.Contains(t, r.Stdout, "-rootfs")
+			}
+			assert.Empty(t, r.Stderr)
+		})
+	}
+}
+
+// EnvironmentReachesTheCommand checks that the command gets run's
+// environment, and that with none at all (env -i) it is still found, in
+// the usual default PATH, as a shell would find it.
+func EnvironmentReachesTheCommand(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	cmd := s.Command(t, s.RunArgs("sh", "-c", `echo "$GREETING"`)...)
+	cmd.Env = []string{"GREETING=hello from the host", "PATH=" + os.Getenv("PATH")}
+	r := Finish(t, cmd)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Equal(t, "hello from the host\n", r.Stdout)
+
+	cmd = s.Command(t, s.RunArgs("sh", "-c", "echo found")...)
+	cmd.Env = []string{}
+	r = Finish(t, cmd)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	assert.Equal(t, "found\n", r.Stdout)
+}
+
+// CommandThatCannotRunExits126 checks that a command that is there but
+// cannot run, a directory or a file without execute permission, gets the
+// status a shell gives it, 126, and one line that says why.
+func CommandThatCannotRunExits126(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	dir := t.TempDir()
+	where, name := dir, dir+"/not-a-program"
+	if s.UsesRootfs {
+		where, name = s.Rootfs, "/not-a-program"
+	}
+	require.NoError(t, os.WriteFile(where+"/not-a-program", []byte("just text\n"), 0o644))
+	t.Cleanup(func() { os.Remove(where + "/not-a-program") })
+	for _, c := range []struct{ command, why string }{
+		{"/", "it is a directory"},
+		{name, "permission denied"},
+	} {
+		t.Run(c.command, func(t *testing.T) {
+			r := s.Run(t, c.command)
+			assert.Equal(t, 126, r.Status)
+			OneLine(t, r.Stderr)
+			assert.Contains(t, r.Stderr, c.command+": cannot run it: "+c.why)
+		})
+	}
+}
+
+// EmptyRootfsIsAUsageError checks that -rootfs "" is refused as a mistake
+// on the command line, not taken for the current directory.
+func EmptyRootfsIsAUsageError(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r := s.Exec(t, "run", "-rootfs", "", "true")
+	assert.Equal(t, 2, r.Status)
+	assert.Contains(t, r.Stderr, "-rootfs is empty")
+	assert.Contains(t, r.Stderr, "usage: ")
+}
+
+// describe tells what a process is doing, for a failed test's message.
+func describe(pid int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q", cmdline(pid))
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		call, _ := os.ReadFile(task + "/syscall")
+		stat, _ := os.ReadFile(task + "/stat")
+		fmt.Fprintf(&b, "\n  %s: %s; %s", filepath.Base(task), strings.TrimSpace(string(call)), stat)
+	}
+	return b.String()
+}
