@@ -137,6 +137,9 @@ func commandError(name string, err error) error {
 	case errors.Is(err, unix.EISDIR):
 		return &exitError{status: 126, err: fmt.Errorf("%s: cannot run it: it is a directory", name)}
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, fs.ErrPermission):
+		if errors.As(err, &lookup) {
+			err = lookup.Err // not "exec: NAME: ...", which says the name again
+		}
 		return &exitError{status: 126, err: fmt.Errorf("%s: cannot run it: %w", name, err)}
 	case errors.As(err, &lookup):
 		return &exitError{status: 127, err: fmt.Errorf("%s: command not found%s", name, inRootfs)}

@@ -47,8 +47,8 @@ base=$cache/debian-$suite-base.tar
 if [ ! -s "$base" ] || [ "$(cat "$base.mirror" 2>/dev/null)" != "$mirror" ]; then
 	say "bootstrapping a minimal Debian $suite (cached afterwards in $cache)"
 	mkdir -p "$cache"
-	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-		fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
+	bootstrap() { rm -rf "$root" && debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; }
+	retry 3 bootstrap || fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
 	tar -C "$root" -cf "$base.new" .
 	mv "$base.new" "$base"
 	echo "$mirror" >"$base.mirror"

@@ -22,7 +22,7 @@ host_mirror() {
 	)
 	[ -n "$mirror" ] || fail "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*)"
 	mirror=${mirror%/}
-	curl -fsS --max-time 30 -o /dev/null "$mirror/dists/$suite/Release" ||
+	curl -fsS --max-time 30 --retry 2 --retry-all-errors -o /dev/null "$mirror/dists/$suite/Release" ||
 		fail "cannot reach $mirror/dists/$suite/Release: the Debian mirror of this machine's apt sources is needed"
 	echo "$mirror"
 }
@@ -53,4 +53,19 @@ remove_work() {
 		return 1
 	fi
 	rm -rf "$dir"
+}
+
+# retry runs a command that depends on something outside the project (a
+# mirror, the module proxy) up to $1 times, saying so before each new try.
+# A command that fails for a reason of ours fails the same way every time:
+# use it only where the cause can be outside.
+retry() {
+	local tries=$1 try=1
+	shift
+	until "$@"; do
+		[ "$try" -lt "$tries" ] || return 1
+		try=$((try + 1))
+		say "\"$*\" failed (a mirror or proxy slow to answer?): try $try of $tries"
+		sleep $((try * 5))
+	done
 }

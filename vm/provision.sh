@@ -26,14 +26,15 @@ as_user() { runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f
 
 step "installing Go, git and what the tests use"
 export DEBIAN_FRONTEND=noninteractive
-packages=(golang-go git sudo ca-certificates procps hostname util-linux diffutils)
+packages=(golang-go git sudo ca-certificates procps hostname util-linux diffutils strace)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# A mirror that is slow to answer gets a few more tries.
+	apt-get -o Acquire::Retries=3 update -qq
+	apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 step "checking that Go is new enough for go.mod"

@@ -54,8 +54,8 @@ if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; t
 	mirror=$(host_mirror "$suite")
 	say "building the system image from $mirror (once; cached in $cache)"
 	root=$work/image
-	debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-		fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
+	bootstrap() { rm -rf "$root" && debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; }
+	retry 3 bootstrap || fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
 	echo "cfs-vm" >"$root/etc/hostname"
 	echo "LABEL=cfs-root / ext4 rw 0 1" >"$root/etc/fstab"
 	# The unit that runs the suite at boot and powers the VM off after.
@@ -122,7 +122,8 @@ say "a clean clone of $rev, with the modules it needs"
 disk=$work/disk
 git clone -q "$repo" "$disk/repo"
 git -C "$disk/repo" checkout -q "$(git -C "$repo" rev-parse --verify "$rev^{commit}")"
-(cd "$disk/repo" && GOMODCACHE="$disk/gomodcache" GOFLAGS=-modcacherw go mod download) ||
+download() { (cd "$disk/repo" && GOMODCACHE="$disk/gomodcache" GOFLAGS=-modcacherw go mod download); }
+retry 3 download ||
 	fail "go mod download: the modules must come from the Go module proxy, before the VM starts"
 mkfs.ext4 -q -F -L cfs-repo -d "$disk" "$work/repo.img" 512M >/dev/null ||
 	fail "mkfs.ext4 could not make the repository disk"
