@@ -17,7 +17,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -39,7 +38,7 @@ func main() {
 		case "run":
 			err = run(os.Args[2:])
 		default:
-			err = usageError(fmt.Sprintf("unknown command %q", os.Args[1]))
+			err = unknownCommand(os.Args[1])
 		}
 	}
 	os.Exit(exitStatus(err))

@@ -45,15 +45,20 @@ func parseArgs(args []string) (config, error) {
 	return c, nil
 }
 
-// forwarded are the signals run passes on to the container, as an init
-// such as tini does: all but those that concern run itself (SIGCHLD, its
-// child's news; SIGURG, which the Go runtime uses; the terminal's job
-// control; faults in its own code) and the two no process can catch.
+// forwarded are the signals run passes on to the container: every signal a
+// process can catch but those about run itself. That leaves out SIGCHLD
+// (news of run's child), SIGURG and SIGPROF (the Go runtime's own), the
+// terminal's job control (SIGTSTP, SIGTTIN, SIGTTOU), and SIGBUS, SIGFPE and
+// SIGSEGV (faults in run's own code), and the two that no process can
+// catch. An init such as tini leaves out SIGABRT, SIGILL, SIGTRAP and
+// SIGSYS too, which are faults when the kernel sends them; sent with kill,
+// as here, they are meant for the command, and a Go program that does not
+// catch them dies with a dump of its goroutines.
 var forwarded = func() (sigs []os.Signal) {
 	for sig := unix.Signal(1); sig <= 64; sig++ {
 		switch sig {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
-			unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33: // 32 and 33 belong to the C library's threads
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGTSTP, unix.SIGTTIN,
+			unix.SIGTTOU, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33: // 32 and 33 are the C library's
 			continue
 		}
 		sigs = append(sigs, sig)
@@ -81,12 +86,13 @@ func supervise(cmd *exec.Cmd) error {
 	// On a terminal, our process group, the terminal's foreground group,
 	// does not exist in a new PID namespace: an interactive shell as PID 1
 	// could not give the terminal back to it on exit. So the container gets
-	// a group of its own, in the foreground, as a shell gives one to a job;
-	// but only when run is in the foreground itself (not "run ... &").
-	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-	if cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && err == nil && fg == unix.Getpgrp() {
-		cmd.SysProcAttr.Foreground = true // Ctty 0 is its stdin, our terminal
-	}
+	// a group of its own, which the child puts in the foreground just
+	// before it execs the command, as a shell does for a job; until then,
+	// Ctrl-C reaches run, which holds it. Only when run is in the
+	// foreground itself (not "run ... &"), and writes to the terminal (not
+	// "run ps | less": less needs it).
+	foreground := cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && inForeground()
+	cmd.SysProcAttr.Setpgid = foreground
 	if err := cmd.Start(); err != nil {
 		return commandError(cmd.Args[0], err)
 	}
@@ -95,7 +101,14 @@ func supervise(cmd *exec.Cmd) error {
 			_ = cmd.Process.Signal(sig) // it may have exited already
 		}
 	}()
-	err = cmd.Wait()
+	err := cmd.Wait()
+	if foreground {
+		// The container's group is gone: the terminal comes back to ours,
+		// as a shell takes it back when a job ends. A group that is not in
+		// the foreground may set it only if it ignores SIGTTOU.
+		signal.Ignore(unix.SIGTTOU)
+		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+	}
 
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
@@ -107,6 +120,14 @@ func supervise(cmd *exec.Cmd) error {
 		return &exitError{status: 128 + int(status.Signal())}
 	}
 	return &exitError{status: status.ExitStatus()}
+}
+
+// inForeground reports whether run reads and writes a terminal whose
+// foreground process group is run's.
+func inForeground() bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	_, errOut := unix.IoctlGetInt(1, unix.TIOCGPGRP)
+	return err == nil && errOut == nil && fg == unix.Getpgrp()
 }
 
 // defaultPath is where commands are looked for when the environment has no
@@ -176,6 +197,16 @@ func (e usageError) Error() string { return string(e) }
 type helpRequest string
 
 func (e helpRequest) Error() string { return "help requested" }
+
+// unknownCommand is what main makes of a first argument that is not a
+// command: a request for help, or a mistake.
+func unknownCommand(arg string) error {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return helpRequest(`"run -h" lists the options of run` + "\n")
+	}
+	return usageError(fmt.Sprintf("unknown command %q", arg))
+}
 
 // exitStatus prints err, if any, and returns the status to exit with.
 func exitStatus(err error) int {

@@ -17,6 +17,12 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 	steptest.PID1IgnoresSignalsItDoesNotHandle(t, step)
 }
 
+func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
+}
+func TestTerminalComesBackAfterTheContainer(t *testing.T) {
+	steptest.TerminalComesBackAfterTheContainer(t, step)
+}
 func TestBackgroundRunLeavesTheTerminalAlone(t *testing.T) {
 	steptest.BackgroundRunLeavesTheTerminalAlone(t, step)
 }

@@ -43,7 +43,7 @@ func main() {
 		case "child":
 			err = child(os.Args[2:])
 		default:
-			err = usageError(fmt.Sprintf("unknown command %q", os.Args[1]))
+			err = unknownCommand(os.Args[1])
 		}
 	}
 	os.Exit(exitStatus(err))
@@ -57,7 +57,7 @@ type config struct {
 
 // flags declares the options of run.
 func (c *config) flags(f *flag.FlagSet) {
-	f.StringVar(&c.rootfs, "rootfs", "rootfs", "directory to use as the container's root filesystem")
+	f.StringVar(&c.rootfs, "rootfs", "rootfs", "use `DIR` as the container's root filesystem")
 }
 
 // run starts this same program again as "child" in new namespaces, and
@@ -87,8 +87,7 @@ func run(args []string) error {
 	return supervise(cmd)
 }
 
-// child runs inside the new namespaces: it sets the container up, then
-// replaces itself with the command.
+// child sets the container up in the new namespaces, then becomes the command.
 func child(args []string) error {
 	c, err := parseChildArgs(args, "uts", "pid") // refuses to set up the host itself
 	if err != nil {

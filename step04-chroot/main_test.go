@@ -18,6 +18,12 @@ func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSay
 func TestEmptyRootfsIsAUsageError(t *testing.T) { steptest.EmptyRootfsIsAUsageError(t, step) }
 
 // What the steps before guarantee, still true.
+func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
+}
+func TestTerminalComesBackAfterTheContainer(t *testing.T) {
+	steptest.TerminalComesBackAfterTheContainer(t, step)
+}
 func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
 func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
 func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }

@@ -18,6 +18,12 @@ func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakTo
 func TestSetupFailureIsOneLine(t *testing.T)        { steptest.SetupFailureIsOneLine(t, step) }
 
 // What the steps before guarantee, still true.
+func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
+}
+func TestTerminalComesBackAfterTheContainer(t *testing.T) {
+	steptest.TerminalComesBackAfterTheContainer(t, step)
+}
 func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
 func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
 func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }

@@ -271,9 +271,12 @@ func limitFlag[T int | int64 | float64](v *T, least, most T) func(string) error 
 		case *float64:
 			*p, err = strconv.ParseFloat(s, 64)
 		}
+		var numErr *strconv.NumError
 		switch {
-		case err != nil:
+		case errors.As(err, &numErr):
 			return errors.New("not a number")
+		case err != nil:
+			return err // parseSize's, which says how to write a size
 		case !(n >= least): // also NaN
 			return fmt.Errorf("must be at least %s", showLimit(least))
 		case n > most:

@@ -45,7 +45,7 @@ func main() {
 		case "child":
 			err = child(os.Args[2:])
 		default:
-			err = usageError(fmt.Sprintf("unknown command %q", os.Args[1]))
+			err = unknownCommand(os.Args[1])
 		}
 	}
 	os.Exit(exitStatus(err))
@@ -64,7 +64,7 @@ type config struct {
 // ps work, and stop a fork bomb; limitFlag (cgroup.go) refuses what the
 // kernel would refuse.
 func (c *config) flags(f *flag.FlagSet) {
-	f.StringVar(&c.rootfs, "rootfs", "rootfs", "directory to use as the container's root filesystem")
+	f.StringVar(&c.rootfs, "rootfs", "rootfs", "use `DIR` as the container's root filesystem")
 	c.pids, c.memory, c.cpus = 256, 256<<20, 1
 	f.Func("pids", "most processes at once, `N` from 10 (default 256)", limitFlag(&c.pids, 10, 4194304))
 	f.Func("memory", "most memory, `SIZE` in bytes or with K, M or G, from 16M (default 256M)", limitFlag(&c.memory, 16<<20, 1<<50))
@@ -111,8 +111,7 @@ func run(args []string) error {
 	return supervise(cmd)
 }
 
-// child runs inside the new namespaces: it sets the container up, then
-// replaces itself with the command.
+// child sets the container up in the new namespaces, then becomes the command.
 func child(args []string) error {
 	c, err := parseChildArgs(args, "uts", "pid", "mnt") // refuses to set up the host itself
 	if err != nil {

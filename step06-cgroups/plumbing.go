@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,15 +71,20 @@ func checkRootfs(dir string) error {
 	return fmt.Errorf("no root filesystem at %s: build one with \"go run ./mkrootfs %s\" from the repository root", abs, abs)
 }
 
-// forwarded are the signals run passes on to the container, as an init
-// such as tini does: all but those that concern run itself (SIGCHLD, its
-// child's news; SIGURG, which the Go runtime uses; the terminal's job
-// control; faults in its own code) and the two no process can catch.
+// forwarded are the signals run passes on to the container: every signal a
+// process can catch but those about run itself. That leaves out SIGCHLD
+// (news of run's child), SIGURG and SIGPROF (the Go runtime's own), the
+// terminal's job control (SIGTSTP, SIGTTIN, SIGTTOU), and SIGBUS, SIGFPE and
+// SIGSEGV (faults in run's own code), and the two that no process can
+// catch. An init such as tini leaves out SIGABRT, SIGILL, SIGTRAP and
+// SIGSYS too, which are faults when the kernel sends them; sent with kill,
+// as here, they are meant for the command, and a Go program that does not
+// catch them dies with a dump of its goroutines.
 var forwarded = func() (sigs []os.Signal) {
 	for sig := unix.Signal(1); sig <= 64; sig++ {
 		switch sig {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
-			unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33: // 32 and 33 belong to the C library's threads
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGTSTP, unix.SIGTTIN,
+			unix.SIGTTOU, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33: // 32 and 33 are the C library's
 			continue
 		}
 		sigs = append(sigs, sig)
@@ -91,11 +97,18 @@ var forwarded = func() (sigs []os.Signal) {
 // half made, or orphan the container.
 var signals = make(chan os.Signal, 64)
 
-// handover is the child's end of a pipe to run: it is closed when the child
-// execs the command (or dies), which tells run that the command now gets
-// the signals. Until then the child passes on, through it, the signals it
-// catches itself.
-const handover = 3
+// The handover is a pipe from the child to run. The child's end, file
+// descriptor 3, is closed when the child execs the command (or dies), which
+// tells run that the command is there to get the signals; just before the
+// exec, the child writes into it the signals it caught itself. run marks
+// the child it starts with handoverEnv, which the child removes.
+const (
+	handover    = 3
+	handoverEnv = "CONTAINERS_FROM_SCRATCH_HANDOVER"
+)
+
+// caught receives the signals sent to the child until it execs the command.
+var caught = make(chan os.Signal, 64)
 
 func init() {
 	if len(os.Args) < 2 {
@@ -105,42 +118,83 @@ func init() {
 	case "run":
 		signal.Notify(signals, forwarded...)
 	case "child":
-		// The kernel keeps the parent-death signal (Pdeathsig, in main.go)
-		// per thread, and only the first thread of the child has it.
-		// Keeping the child's main on that thread makes its exec keep the
-		// signal for the command.
+		// Go's child code sets the parent-death signal (Pdeathsig, in
+		// main.go) after the fork, and the kernel keeps it per thread:
+		// only the first thread of the child has it. Keeping the child's
+		// main on that thread makes its exec keep the signal for the
+		// command.
 		runtime.LockOSThread()
 		startChild()
 	}
 }
 
-// startChild runs first in the child. The kernel arms the parent-death
-// signal only after the fork: if run was killed before that, nothing will
-// kill the container, so the child checks that run is still there (Go's own
-// check, getppid, reads 0 in a new PID namespace). Then, until the exec,
-// the child is a Go program, which as PID 1 would die with status 2 of a
-// SIGINT or dump its goroutines on a SIGQUIT: it catches them instead and
-// has run pass them on after the exec.
+// startChild runs first in the child that run started.
 func startChild() {
-	var st unix.Stat_t
-	if unix.Fstat(handover, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		return // not started by run: checkNewNamespaces refuses
+	mark := os.Getenv(handoverEnv)
+	if mark == "" {
+		return // started by hand: checkNewNamespaces refuses
 	}
-	unix.CloseOnExec(handover)
-	// A pipe with no reader left reports an error: run has gone.
-	fds := []unix.PollFd{{Fd: handover, Events: unix.POLLOUT}}
-	if _, err := unix.Poll(fds, 0); err == nil && fds[0].Revents&unix.POLLERR != 0 {
-		os.Exit(1)
-	}
-	caught := make(chan os.Signal, 64)
+	os.Unsetenv(handoverEnv)
+	takeTerminal = mark == "foreground"
+	// Until the exec, the child is a Go program, which as PID 1 would die
+	// with status 2 of a SIGINT or dump its goroutines on a SIGQUIT: it
+	// catches what is sent to it, for handOver to pass on.
 	signal.Notify(caught, forwarded...)
-	go func() {
-		for sig := range caught {
-			if _, err := unix.Write(handover, []byte{byte(sig.(unix.Signal))}); err != nil {
-				return
+	// The command gets no file descriptor but 0, 1 and 2 from run, or from
+	// whoever started run: an open directory would lead out of the root.
+	if unix.CloseRange(handover, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) != nil {
+		fds, _ := os.ReadDir("/proc/self/fd") // kernels before 5.11
+		for _, fd := range fds {
+			if n, err := strconv.Atoi(fd.Name()); err == nil && n >= handover {
+				unix.CloseOnExec(n)
 			}
 		}
-	}()
+	}
+	// If run was killed between the fork and the prctl that armed the
+	// parent-death signal, nothing will kill the container when it ends.
+	// Go's own check for that (getppid changed) cannot work here: in a new
+	// PID namespace getppid says 0, and the SIGKILL Go then sends to the
+	// child, PID 1, is dropped. A pipe with no reader left tells instead.
+	fds := []unix.PollFd{{Fd: handover, Events: unix.POLLOUT}}
+	for {
+		if _, err := unix.Poll(fds, 0); err != unix.EINTR {
+			break
+		}
+	}
+	if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+		fmt.Fprintf(os.Stderr, "%s: run has gone: not starting the command\n", prog)
+		os.Exit(1)
+	}
+}
+
+// takeTerminal says that the child puts its process group in the
+// terminal's foreground just before the exec.
+var takeTerminal bool
+
+// handOver is the child's last step before the exec: it takes the terminal
+// if run asked it to, and writes into the handover the signals the child
+// caught, for run to pass on once the command runs. A signal still on its
+// way is dropped, as PID 1 drops a signal it has no handler for.
+func handOver() {
+	if takeTerminal {
+		// A group that is not in the foreground may take the terminal
+		// only while it ignores SIGTTOU; an ignored signal would stay
+		// ignored in the command, hence the Reset.
+		signal.Ignore(unix.SIGTTOU)
+		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+		signal.Reset(unix.SIGTTOU)
+	}
+	late := make(chan os.Signal, 1)
+	signal.Notify(late, forwarded...) // keeps the handlers in place
+	signal.Stop(caught)               // no more signals into caught after this
+	for {
+		select {
+		case sig := <-caught:
+			_, _ = unix.Write(handover, []byte{byte(sig.(unix.Signal))})
+		default:
+			return
+		}
+	}
 }
 
 // supervise runs the container's first process, cmd, and returns its exit
@@ -149,12 +203,14 @@ func supervise(cmd *exec.Cmd) error {
 	// On a terminal, our process group, the terminal's foreground group,
 	// does not exist in a new PID namespace: an interactive shell as PID 1
 	// could not give the terminal back to it on exit. So the container gets
-	// a group of its own, in the foreground, as a shell gives one to a job;
-	// but only when run is in the foreground itself (not "run ... &").
-	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-	if cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && err == nil && fg == unix.Getpgrp() {
-		cmd.SysProcAttr.Foreground = true // Ctty 0 is its stdin, our terminal
-	}
+	// a group of its own, which the child puts in the foreground just
+	// before it execs the command, as a shell does for a job; until then,
+	// Ctrl-C reaches run, which holds it. Only when run is in the
+	// foreground itself (not "run ... &"), and writes to the terminal (not
+	// "run ps | less": less needs it).
+	foreground := cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && inForeground()
+	cmd.SysProcAttr.Setpgid = foreground
+	cmd.Env = append(os.Environ(), handoverEnv+"="+map[bool]string{true: "foreground", false: "yes"}[foreground])
 	execed, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -169,8 +225,8 @@ func supervise(cmd *exec.Cmd) error {
 	go func() {
 		// Signals wait until the command runs: the child is not the
 		// command, and must not be the one that gets them.
-		caught, _ := io.ReadAll(execed)
-		for _, sig := range caught {
+		held, _ := io.ReadAll(execed)
+		for _, sig := range held {
 			_ = cmd.Process.Signal(unix.Signal(sig))
 		}
 		for sig := range signals {
@@ -178,6 +234,13 @@ func supervise(cmd *exec.Cmd) error {
 		}
 	}()
 	err = cmd.Wait()
+	if foreground {
+		// The container's group is gone: the terminal comes back to ours,
+		// as a shell takes it back when a job ends. A group that is not in
+		// the foreground may set it only if it ignores SIGTTOU.
+		signal.Ignore(unix.SIGTTOU)
+		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+	}
 
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
@@ -198,6 +261,14 @@ func parseChildArgs(args []string, namespaces ...string) (config, error) {
 		return config{}, err
 	}
 	return parseArgs(args)
+}
+
+// inForeground reports whether run reads and writes a terminal whose
+// foreground process group is run's.
+func inForeground() bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	_, errOut := unix.IoctlGetInt(1, unix.TIOCGPGRP)
+	return err == nil && errOut == nil && fg == unix.Getpgrp()
 }
 
 // checkNewNamespaces makes sure this process is in namespaces of its own,
@@ -244,8 +315,10 @@ func parentPID() (string, error) {
 // PATH (env -i): the one a shell and Docker use.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// lookPath finds the command as a shell would, in PATH.
+// lookPath finds the command as a shell would, in PATH. In the child it is
+// the last step before the exec, and hands run the signals caught so far.
 func lookPath(name string) (string, error) {
+	handOver()
 	if _, ok := os.LookupEnv("PATH"); !ok {
 		os.Setenv("PATH", defaultPath)
 	}
@@ -307,6 +380,16 @@ func (e usageError) Error() string { return string(e) }
 type helpRequest string
 
 func (e helpRequest) Error() string { return "help requested" }
+
+// unknownCommand is what main makes of a first argument that is not a
+// command: a request for help, or a mistake.
+func unknownCommand(arg string) error {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return helpRequest(`"run -h" lists the options of run` + "\n")
+	}
+	return usageError(fmt.Sprintf("unknown command %q", arg))
+}
 
 // exitStatus prints err, if any, and returns the status to exit with.
 func exitStatus(err error) int {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,16 @@ func (s *Step) HeldBefore(t *testing.T, nr int, hold time.Duration, args ...stri
 
 func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, int) {
 	t.Helper()
+	cmd, _ := s.straced(t, inject, args...)
+	p := Start(t, cmd)
+	return p, s.tracedRun(t, cmd)
+}
+
+// straced prepares the step's program with these arguments under strace,
+// which injects inject, and returns it with strace's log file. The log is
+// shown when the test fails.
+func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	_, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace is needed to hit a race every time (apt-get install strace)")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -67,8 +78,14 @@ func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, in
 	name, _, _ := strings.Cut(inject, ":")
 	cmd := exec.CommandContext(ctx, "strace", append([]string{"-f", "-qq", "-o", log,
 		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)
-	p := Start(t, cmd)
-	// strace may fork helpers of its own before it starts the program.
+	cmd.WaitDelay = waitDelay
+	return cmd, log
+}
+
+// tracedRun returns the PID of the step's program that strace, cmd,
+// started. (strace may fork helpers of its own first.)
+func (s *Step) tracedRun(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
 	var run int
 	require.Eventually(t, func() bool {
 		for _, pid := range children(cmd.Process.Pid) {
@@ -79,7 +96,16 @@ func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, in
 		}
 		return false
 	}, 10*time.Second, time.Millisecond, "strace never started %s", s.Bin)
-	return p, run
+	return run
+}
+
+// tasks returns the thread IDs of process pid.
+func tasks(pid int) []string {
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for i, dir := range dirs {
+		dirs[i] = filepath.Base(dir)
+	}
+	return dirs
 }
 
 // children returns the children of process pid.
@@ -164,7 +190,7 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	marker := fmt.Sprintf("%d.%d", 30000+rand.Intn(9999), rand.Intn(1000))
 	// prctl must be held before it runs: the signal would be armed after.
-	p, run := s.HeldBefore(t, unix.SYS_PRCTL, time.Second, s.RunArgs("sleep", marker)...)
+	p, run := s.HeldBefore(t, unix.SYS_PRCTL, 2*time.Second, s.RunArgs("sleep", marker)...)
 	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
 	t.Cleanup(func() {
 		if strings.Contains(cmdline(child), marker) {
@@ -183,31 +209,73 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	p.Wait(t)
 }
 
-// SignalsDuringSetupWaitForTheCommand sends signals to run while its child
-// is still setting the container up: the child is then a Go program, not
+// SignalsDuringSetupWaitForTheCommand sends signals to run while the child
+// is still setting the container up. The child is then a Go program, not
 // the command, and as PID 1 it would die of SIGINT or SIGTERM with a bare
 // status 2, or print its goroutines on SIGQUIT. run must hold the signals
 // until the command runs, and then pass them on: PID 1 drops those it has
 // no handler for (the command keeps running); any other process dies of
-// them.
+// them. A signal sent to the child itself must not kill it either.
 func SignalsDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
 	RequireRoot(t)
 	pid1 := s.Run(t, "sh", "-c", "echo $$").Stdout == "1\n"
-	for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGQUIT} {
-		t.Run(unix.SignalName(sig), func(t *testing.T) {
-			// sleep has no handlers: as PID 1 it drops the signal, at any
-			// time. (A shell catches SIGINT while it waits for a command.)
-			p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
+	for _, to := range []string{"run", "child"} {
+		for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGQUIT} {
+			t.Run(unix.SignalName(sig)+" to "+to, func(t *testing.T) {
+				// sleep has no handlers: as PID 1 it drops the signal, at
+				// any time. (A shell catches SIGINT while it waits.)
+				p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
+				child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+				require.NoError(t, unix.Kill(map[string]int{"run": run, "child": child}[to], sig))
+				require.NoError(t, unix.Kill(child, unix.SIGCONT))
+				r := p.Wait(t)
+				assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
+				switch {
+				case pid1:
+					assert.Equal(t, 0, r.Status, "the signal reached the child, not the command: %s", r.Stderr)
+				case to == "run":
+					assert.Equal(t, 128+int(sig), r.Status, "the signal never reached the command: %s", r.Stderr)
+				default:
+					// The child passes on what it caught, but a signal
+					// still on its way when it execs is dropped.
+					assert.Contains(t, []int{0, 128 + int(sig)}, r.Status, r.Stderr)
+				}
+			})
+		}
+	}
+}
+
+// TerminalKeysDuringSetupWaitForTheCommand types Ctrl-C and Ctrl-\ on the
+// terminal while the child is still setting the container up: the terminal
+// sends them to its foreground process group, which must still be run's,
+// not the child's, until the command runs.
+func TerminalKeysDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
+	RequireRoot(t)
+	for key, sig := range map[string]string{"\x03": "SIGINT", "\x1c": "SIGQUIT"} {
+		t.Run(sig, func(t *testing.T) {
+			cmd, log := s.straced(t, "sethostname:signal=SIGSTOP:when=1", s.RunArgs("sleep", "0.2")...)
+			term := StartOnTerminal(t, cmd)
+			run := s.tracedRun(t, cmd)
 			child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
-			require.NoError(t, unix.Kill(run, sig))
+			term.Type(t, key)
+			require.Eventually(t, func() bool {
+				data, _ := os.ReadFile(log)
+				return strings.Contains(string(data), "--- "+sig+" ")
+			}, 10*time.Second, time.Millisecond, "the key never sent %s", sig)
+			childTasks := tasks(child)
 			require.NoError(t, unix.Kill(child, unix.SIGCONT))
-			r := p.Wait(t)
-			assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
-			if pid1 {
-				assert.Equal(t, 0, r.Status, "the signal reached the child, not the command: %s", r.Stderr)
-			} else {
-				assert.Equal(t, 128+int(sig), r.Status, r.Stderr)
+			out := term.Wait(t)
+			// The terminal's signals come from the kernel (SI_KERNEL);
+			// those run passes on, from a user (SI_USER). strace names the
+			// thread that got one.
+			data, _ := os.ReadFile(log)
+			keys := regexp.MustCompile(fmt.Sprintf(`(?m)^(\d+) +--- %s \{si_signo=%s, si_code=SI_KERNEL`, sig, sig)).FindAllStringSubmatch(string(data), -1)
+			require.NotEmpty(t, keys, "nobody got the key's signal")
+			for _, k := range keys {
+				assert.NotContains(t, childTasks, k[1], "the child got the key's signal, not run")
 			}
+			assert.NotContains(t, out, "goroutine ")
+			assert.Equal(t, 0, cmd.ProcessState.ExitCode(), "the terminal showed:\n%s", out)
 		})
 	}
 }
@@ -225,7 +293,20 @@ func SignalDuringCgroupSetupLeavesNoCgroup(t *testing.T, s *Step) {
 	dirs := cgroupDirs(t, run)
 	StoppedIn(t, run, unix.SYS_MKDIRAT)
 	require.NoError(t, unix.Kill(run, unix.SIGTERM))
-	require.NoError(t, unix.Kill(run, unix.SIGCONT))
+	// On cgroup v1 each hierarchy has its own mkdirat, which strace stops
+	// once per thread: let run go on each time.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			_ = unix.Kill(run, unix.SIGCONT)
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
 	r = p.Wait(t)
 	assert.Equal(t, 0, r.Status, r.Stderr)
 	for _, dir := range dirs {
@@ -286,18 +367,43 @@ func BackgroundRunLeavesTheTerminalAlone(t *testing.T, s *Step) {
 	assert.Contains(t, out, "still-42", "the shell lost its terminal to a container started in the background")
 }
 
+// TerminalComesBackAfterTheContainer runs a step from a script on a
+// terminal: once the container, which had the terminal to itself, has
+// ended, the script must have it back, or its next read stops it.
+func TerminalComesBackAfterTheContainer(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	script := strings.Join(append([]string{s.Bin}, s.RunArgs("true")...), " ") + `; read line; echo "got $line"`
+	term := StartOnTerminal(t, exec.Command("bash", "--norc", "--noprofile", "-i"))
+	term.Type(t, "bash -c '"+script+"'\n")
+	term.Type(t, "back\n")
+	require.Eventually(t, func() bool {
+		return strings.Contains(term.Shown(), "got back") || strings.Contains(term.Shown(), "Stopped")
+	}, 10*time.Second, 5*time.Millisecond, "the terminal showed:\n%s", term.Shown())
+	term.Type(t, "exit\n")
+	out := term.Wait(t)
+	assert.Contains(t, out, "got back", "the script lost the terminal to the container that had ended")
+}
+
 // HelpListsTheOptions checks that -h prints the usage line and each
 // option, on standard output, and exits 0.
 func HelpListsTheOptions(t *testing.T, s *Step) {
 	for _, flag := range []string{"-h", "-help", "--help"} {
-		t.Run(flag, func(t *testing.T) {
+		t.Run("run "+flag, func(t *testing.T) {
 			r := s.Exec(t, "run", flag)
 			assert.Equal(t, 0, r.Status, r.Stderr)
 			assert.True(t, strings.HasPrefix(r.Stdout, "usage: "+s.Name+" run "), r.Stdout)
 			if s.UsesRootfs {
-				assert.Contains(t, r.Stdout, "-rootfs")
+				assert.Contains(t, r.Stdout, "-rootfs DIR")
 			}
 			assert.Empty(t, r.Stderr)
+		})
+	}
+	for _, flag := range []string{"-h", "--help", "help"} {
+		t.Run(flag, func(t *testing.T) {
+			r := s.Exec(t, flag)
+			assert.Equal(t, 0, r.Status, r.Stderr)
+			assert.True(t, strings.HasPrefix(r.Stdout, "usage: "+s.Name+" run "), r.Stdout)
+			assert.Contains(t, r.Stdout, "run -h")
 		})
 	}
 }
