@@ -105,7 +105,7 @@ func KillingRunKillsTheCommand(t *testing.T, s *Step) {
 		command := ChildPID(t, p.Cmd.Process.Pid)
 		t.Cleanup(func() { _ = unix.Kill(command, unix.SIGKILL) })
 		require.NoError(t, p.Cmd.Process.Kill())
-		require.Eventually(t, func() bool { return Gone(command) }, 5*time.Second, time.Millisecond,
+		require.Eventually(t, func() bool { return Gone(command) }, patience, time.Millisecond,
 			"try %d: the command (PID %d) outlived the killed program", i+1, command)
 	}
 }
@@ -542,7 +542,7 @@ func CgroupIsRemoved(t *testing.T, s *Step) {
 		command := ChildPID(t, p.Cmd.Process.Pid)
 		require.NoError(t, p.Cmd.Process.Kill())
 		_ = p.Cmd.Wait()
-		require.Eventually(t, func() bool { return Gone(command) }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return Gone(command) }, patience, time.Millisecond)
 		assert.DirExists(t, dirs["pids"], "run had no chance to remove its cgroup")
 		r := s.Run(t, "true")
 		require.Equal(t, 0, r.Status, r.Stderr)

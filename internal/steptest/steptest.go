@@ -133,12 +133,17 @@ func (s *Step) withRootfs(sub string, argv ...string) []string {
 // after the program's name. It is killed if the test outlives it.
 func (s *Step) Command(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
 	cmd.WaitDelay = waitDelay
 	return cmd
 }
+
+// CommandTimeout bounds a command a test runs, so that one that hangs
+// fails the test rather than the whole run. It is generous: in an emulated
+// VM on a busy machine, a memory hog alone takes 20 s.
+const CommandTimeout = 90 * time.Second
 
 // waitDelay bounds how long a test waits for a command's output once it
 // has exited: a process it leaked could hold the pipes open for good.
@@ -249,7 +254,7 @@ func ChildPID(t *testing.T, pid int) int {
 			children = append(children, strings.Fields(string(data))...)
 		}
 		return len(children) > 0
-	}, 5*time.Second, time.Millisecond, "process %d never had a child", pid)
+	}, patience, time.Millisecond, "process %d never had a child", pid)
 	require.Len(t, children, 1, "children of %d", pid)
 	child, err := strconv.Atoi(children[0])
 	require.NoError(t, err)

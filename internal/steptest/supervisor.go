@@ -27,6 +27,11 @@ import (
 // window, and lets the program go on with SIGCONT. So the test hits the
 // window every time, however busy the machine.
 
+// patience is how long a test waits for what must happen: far longer than
+// it takes, even in an emulated VM on a busy machine, and only spent when
+// something is wrong.
+const patience = 30 * time.Second
+
 // syscalls names the system calls the tests stop at, for strace.
 var syscalls = map[int]string{
 	unix.SYS_PRCTL:       "prctl",
@@ -66,7 +71,7 @@ func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, 
 	t.Helper()
 	_, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace is needed to hit a race every time (apt-get install strace)")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
 	t.Cleanup(cancel)
 	log := filepath.Join(t.TempDir(), "strace.log")
 	t.Cleanup(func() {
@@ -76,7 +81,7 @@ func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, 
 		}
 	})
 	name, _, _ := strings.Cut(inject, ":")
-	cmd := exec.CommandContext(ctx, "strace", append([]string{"-f", "-qq", "-o", log,
+	cmd := exec.CommandContext(ctx, "strace", append([]string{"-f", "-qq", "-o", log, "-e", "signal=!SIGURG",
 		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)
 	cmd.WaitDelay = waitDelay
 	return cmd, log
@@ -95,7 +100,7 @@ func (s *Step) tracedRun(t *testing.T, cmd *exec.Cmd) int {
 			}
 		}
 		return false
-	}, 10*time.Second, time.Millisecond, "strace never started %s", s.Bin)
+	}, patience, time.Millisecond, "strace never started %s", s.Bin)
 	return run
 }
 
@@ -148,7 +153,7 @@ func stoppedIn(pid, nr int) bool {
 // StoppedIn waits until process pid is stopped in the system call nr.
 func StoppedIn(t *testing.T, pid, nr int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return stoppedIn(pid, nr) }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return stoppedIn(pid, nr) }, patience, time.Millisecond,
 		"process %d never stopped in %s: %s", pid, syscalls[nr], describe(pid))
 }
 
@@ -166,7 +171,7 @@ func ChildStoppedIn(t *testing.T, pid, nr int) int {
 			}
 		}
 		return false
-	}, 10*time.Second, time.Millisecond, "no child of process %d stopped in %s", pid, syscalls[nr])
+	}, patience, time.Millisecond, "no child of process %d stopped in %s", pid, syscalls[nr])
 	return child
 }
 
@@ -204,7 +209,7 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	// the command.
 	require.Eventually(t, func() bool {
 		return Gone(child) || strings.HasPrefix(cmdline(child), "sleep ")
-	}, 10*time.Second, time.Millisecond)
+	}, patience, time.Millisecond)
 	assert.True(t, Gone(child), "the container (%q, PID %d) outlived the killed run", cmdline(child), child)
 	p.Wait(t)
 }
@@ -261,7 +266,7 @@ func TerminalKeysDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
 			require.Eventually(t, func() bool {
 				data, _ := os.ReadFile(log)
 				return strings.Contains(string(data), "--- "+sig+" ")
-			}, 10*time.Second, time.Millisecond, "the key never sent %s", sig)
+			}, patience, time.Millisecond, "the key never sent %s", sig)
 			childTasks := tasks(child)
 			require.NoError(t, unix.Kill(child, unix.SIGCONT))
 			out := term.Wait(t)
@@ -355,12 +360,12 @@ func BackgroundRunLeavesTheTerminalAlone(t *testing.T, s *Step) {
 		out, _ := exec.Command("pgrep", "-f", "^sleep "+marker+"$").Output()
 		sleeper, _ = strconv.Atoi(strings.TrimSpace(string(out)))
 		return sleeper > 0
-	}, 10*time.Second, time.Millisecond, "the container never started")
+	}, patience, time.Millisecond, "the container never started")
 	t.Cleanup(func() { _ = unix.Kill(sleeper, unix.SIGKILL) })
 	term.Type(t, "echo still-$((6*7))\n")
 	require.Eventually(t, func() bool {
 		return strings.Contains(term.Shown(), "still-42") || term.Exited()
-	}, 10*time.Second, 5*time.Millisecond)
+	}, patience, 5*time.Millisecond)
 	_ = unix.Kill(sleeper, unix.SIGKILL)
 	term.Type(t, "exit\n")
 	out := term.Wait(t)
@@ -378,7 +383,7 @@ func TerminalComesBackAfterTheContainer(t *testing.T, s *Step) {
 	term.Type(t, "back\n")
 	require.Eventually(t, func() bool {
 		return strings.Contains(term.Shown(), "got back") || strings.Contains(term.Shown(), "Stopped")
-	}, 10*time.Second, 5*time.Millisecond, "the terminal showed:\n%s", term.Shown())
+	}, patience, 5*time.Millisecond, "the terminal showed:\n%s", term.Shown())
 	term.Type(t, "exit\n")
 	out := term.Wait(t)
 	assert.Contains(t, out, "got back", "the script lost the terminal to the container that had ended")
