@@ -133,10 +133,19 @@ mkfs.ext4 -q -F -L cfs-repo -d "$disk" "$work/repo.img" 512M >/dev/null ||
 # How QEMU emulates the machine when it cannot use KVM. vm/README.md has the
 # crash rates measured for each choice; these variables are there to measure
 # another one, not to be set in CI.
-tcg=${CFS_VM_TCG:-thread=multi}
+qemu=${CFS_VM_QEMU:-qemu-system-x86_64}
 cpus=${CFS_VM_CPUS:-2}
 cpu_model=${CFS_VM_CPU_MODEL:-} # empty: QEMU's default
-qemu=${CFS_VM_QEMU:-qemu-system-x86_64}
+# QEMU before 8.1 could run code it had translated wrongly when two of its
+# threads translated at once (fixed in 8.1 by "accel/tcg: Always lock pages
+# before translation"), and the guest's kernel then dies of an instruction
+# that is not there. With such a QEMU, one thread emulates every CPU.
+read -r major minor < <("$qemu" --version | sed -nE '1s/.*version ([0-9]+)\.([0-9]+).*/\1 \2/p')
+tcg=thread=multi
+if [ "${major:-0}" -lt 8 ] || { [ "$major" = 8 ] && [ "${minor:-0}" -lt 1 ]; }; then
+	tcg=thread=single
+fi
+tcg=${CFS_VM_TCG:-$tcg}
 
 # KVM when this machine can lend its processor's virtualization to a guest:
 # /dev/kvm alone is not enough (nested under another hypervisor it may exist
