@@ -24,3 +24,6 @@ func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptio
 func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
 func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }
 func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReachesTheCommand(t, step) }
+func TestSignalDispositionsReachTheCommand(t *testing.T) {
+	steptest.SignalDispositionsReachTheCommand(t, step)
+}

@@ -66,6 +66,18 @@ var forwarded = func() (sigs []os.Signal) {
 	return sigs
 }()
 
+// catchable returns the forwarded signals that whoever started this program
+// does not ignore: one started with a signal ignored ("nohup run ...")
+// leaves it ignored, for the command too.
+func catchable() (sigs []os.Signal) {
+	for _, sig := range forwarded {
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	return sigs
+}
+
 // signals receives the signals sent to run from the moment it starts, so
 // that none can end run between two of its setup calls, leaving something
 // half made, or orphan the container.
@@ -76,7 +88,7 @@ func init() {
 		return
 	}
 	if os.Args[1] == "run" {
-		signal.Notify(signals, forwarded...)
+		signal.Notify(signals, catchable()...)
 	}
 }
 

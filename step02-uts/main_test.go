@@ -25,6 +25,9 @@ func TestSignalsDuringSetupWaitForTheCommand(t *testing.T) {
 }
 
 // What the steps before guarantee, still true.
+func TestSignalDispositionsReachTheCommand(t *testing.T) {
+	steptest.SignalDispositionsReachTheCommand(t, step)
+}
 func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
 func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
 func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }

@@ -77,6 +77,18 @@ var forwarded = func() (sigs []os.Signal) {
 	return sigs
 }()
 
+// catchable returns the forwarded signals that whoever started this program
+// does not ignore: one started with a signal ignored ("nohup run ...")
+// leaves it ignored, for the command too.
+func catchable() (sigs []os.Signal) {
+	for _, sig := range forwarded {
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	return sigs
+}
+
 // signals receives the signals sent to run from the moment it starts, so
 // that none can end run between two of its setup calls, leaving something
 // half made, or orphan the container.
@@ -101,7 +113,7 @@ func init() {
 	}
 	switch os.Args[1] {
 	case "run":
-		signal.Notify(signals, forwarded...)
+		signal.Notify(signals, catchable()...)
 	case "child":
 		// Go's child code sets the parent-death signal (Pdeathsig, in
 		// main.go) after the fork, and the kernel keeps it per thread:
@@ -124,7 +136,7 @@ func startChild() {
 	// Until the exec, the child is a Go program, which as PID 1 would die
 	// with status 2 of a SIGINT or dump its goroutines on a SIGQUIT: it
 	// catches what is sent to it, for handOver to pass on.
-	signal.Notify(caught, forwarded...)
+	signal.Notify(caught, catchable()...)
 	// The command gets no file descriptor but 0, 1 and 2 from run, or from
 	// whoever started run: an open directory would lead out of the root.
 	if unix.CloseRange(handover, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) != nil {
@@ -163,14 +175,17 @@ var takeTerminal bool
 func handOver() {
 	if takeTerminal {
 		// A group that is not in the foreground may take the terminal
-		// only while it ignores SIGTTOU; an ignored signal would stay
-		// ignored in the command, hence the Reset.
-		signal.Ignore(unix.SIGTTOU)
+		// only while SIGTTOU is blocked or ignored. Blocked, on this
+		// thread and for this call only: an ignored signal would stay
+		// ignored in the command.
+		var ttou, old unix.Sigset_t
+		ttou.Val[(unix.SIGTTOU-1)/64] |= 1 << ((unix.SIGTTOU - 1) % 64)
+		_ = unix.PthreadSigmask(unix.SIG_BLOCK, &ttou, &old)
 		_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
-		signal.Reset(unix.SIGTTOU)
+		_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
 	}
 	late := make(chan os.Signal, 1)
-	signal.Notify(late, forwarded...) // keeps the handlers in place
+	signal.Notify(late, catchable()...) // keeps the handlers in place
 	signal.Stop(caught)               // no more signals into caught after this
 	for {
 		select {

@@ -18,6 +18,9 @@ func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakTo
 func TestSetupFailureIsOneLine(t *testing.T)        { steptest.SetupFailureIsOneLine(t, step) }
 
 // What the steps before guarantee, still true.
+func TestSignalDispositionsReachTheCommand(t *testing.T) {
+	steptest.SignalDispositionsReachTheCommand(t, step)
+}
 func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
 	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
 }

@@ -24,6 +24,9 @@ func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 }
 
 // What the steps before guarantee, still true.
+func TestSignalDispositionsReachTheCommand(t *testing.T) {
+	steptest.SignalDispositionsReachTheCommand(t, step)
+}
 func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
 	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
 }

@@ -478,3 +478,25 @@ func describe(pid int) string {
 	}
 	return b.String()
 }
+
+// SignalDispositionsReachTheCommand checks that the command starts, on a
+// terminal, with no signal blocked or ignored that the shell that started
+// run did not block or ignore, and that one it ignored stays ignored
+// ("nohup run ..."). It reads /proc/self/status, so the step must have a
+// /proc inside (every step but step04).
+func SignalDispositionsReachTheCommand(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	for _, c := range []struct{ name, trap, ignored string }{
+		{"none ignored", "", "0000000000000000"},
+		{"SIGHUP ignored", "trap '' HUP; ", "0000000000000001"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			run := strings.Join(append([]string{s.Bin}, s.RunArgs("grep", "-E", "'^Sig(Blk|Ign)'", "/proc/self/status")...), " ")
+			cmd := exec.Command("sh", "-c", c.trap+"exec "+run)
+			out := RunOnTerminal(t, cmd, "")
+			require.Equal(t, 0, cmd.ProcessState.ExitCode(), out)
+			assert.Regexp(t, `SigBlk:\s+0000000000000000`, out)
+			assert.Regexp(t, `SigIgn:\s+`+c.ignored, out)
+		})
+	}
+}
