@@ -186,7 +186,7 @@ func handOver() {
 	}
 	late := make(chan os.Signal, 1)
 	signal.Notify(late, catchable()...) // keeps the handlers in place
-	signal.Stop(caught)               // no more signals into caught after this
+	signal.Stop(caught)                 // no more signals into caught after this
 	for {
 		select {
 		case sig := <-caught:
