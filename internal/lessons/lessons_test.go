@@ -282,7 +282,7 @@ func runCommand(t *testing.T, programs, dir string, c Command) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", c.Text)
+	cmd := exec.CommandContext(ctx, "env", steptest.Plain("sh", "-c", c.Text)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Join(programs, "stand-in")+":"+os.Getenv("PATH"),

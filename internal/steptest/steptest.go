@@ -135,9 +135,18 @@ func (s *Step) Command(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, s.Bin, args...)
+	cmd := exec.CommandContext(ctx, "env", Plain(s.Bin, args...)...)
 	cmd.WaitDelay = waitDelay
 	return cmd
+}
+
+// Plain is the arguments of env(1) that run a program with every signal at
+// its default disposition, as a terminal's shell starts a command, whatever
+// the tests were started with: a CI job or "nohup go test" may ignore
+// SIGHUP, SIGINT or SIGQUIT, which the program would then leave ignored for
+// its command. env execs the program, which keeps env's PID.
+func Plain(program string, args ...string) []string {
+	return append([]string{"--default-signal", program}, args...)
 }
 
 // CommandTimeout bounds a command a test runs, so that one that hangs

@@ -81,8 +81,8 @@ func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, 
 		}
 	})
 	name, _, _ := strings.Cut(inject, ":")
-	cmd := exec.CommandContext(ctx, "strace", append([]string{"-f", "-qq", "-o", log, "-e", "signal=!SIGURG",
-		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)
+	cmd := exec.CommandContext(ctx, "env", Plain("strace", append([]string{"-f", "-qq", "-o", log, "-e", "signal=!SIGURG",
+		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)...)
 	cmd.WaitDelay = waitDelay
 	return cmd, log
 }
@@ -351,7 +351,7 @@ func EverySignalReachesTheCommand(t *testing.T, s *Step) {
 func BackgroundRunLeavesTheTerminalAlone(t *testing.T, s *Step) {
 	RequireRoot(t)
 	marker := fmt.Sprintf("%d.%d", 40000+rand.Intn(9999), rand.Intn(1000))
-	term := StartOnTerminal(t, exec.Command("bash", "--norc", "--noprofile", "-i"))
+	term := StartOnTerminal(t, exec.Command("env", Plain("bash", "--norc", "--noprofile", "-i")...))
 	term.Type(t, strings.Join(append([]string{s.Bin}, s.RunArgs("sleep", marker)...), " ")+" &\n")
 	// The window: once the container's command runs, it has taken the
 	// terminal, or never will.
@@ -378,7 +378,7 @@ func BackgroundRunLeavesTheTerminalAlone(t *testing.T, s *Step) {
 func TerminalComesBackAfterTheContainer(t *testing.T, s *Step) {
 	s.requireRoot(t)
 	script := strings.Join(append([]string{s.Bin}, s.RunArgs("true")...), " ") + `; read line; echo "got $line"`
-	term := StartOnTerminal(t, exec.Command("bash", "--norc", "--noprofile", "-i"))
+	term := StartOnTerminal(t, exec.Command("env", Plain("bash", "--norc", "--noprofile", "-i")...))
 	term.Type(t, "bash -c '"+script+"'\n")
 	term.Type(t, "back\n")
 	require.Eventually(t, func() bool {
@@ -492,7 +492,7 @@ func SignalDispositionsReachTheCommand(t *testing.T, s *Step) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			run := strings.Join(append([]string{s.Bin}, s.RunArgs("grep", "-E", "'^Sig(Blk|Ign)'", "/proc/self/status")...), " ")
-			cmd := exec.Command("sh", "-c", c.trap+"exec "+run)
+			cmd := exec.Command("env", Plain("sh", "-c", c.trap+"exec "+run)...)
 			out := RunOnTerminal(t, cmd, "")
 			require.Equal(t, 0, cmd.ProcessState.ExitCode(), out)
 			assert.Regexp(t, `SigBlk:\s+0000000000000000`, out)
