@@ -101,6 +101,14 @@ func (s *Step) tracedRun(t *testing.T, cmd *exec.Cmd) int {
 		}
 		return false
 	}, patience, time.Millisecond, "strace never started %s", s.Bin)
+	// A test that fails may leave the program's child stopped, and the
+	// program waiting for it, after strace is gone: a killed program takes
+	// its child with it (the parent-death signal).
+	t.Cleanup(func() {
+		if strings.HasPrefix(cmdline(run), s.Bin+" ") {
+			_ = unix.Kill(run, unix.SIGKILL)
+		}
+	})
 	return run
 }
 
