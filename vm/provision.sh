@@ -58,6 +58,15 @@ fi
 # sudo sets a PATH of its own; Debian's go is in /usr/bin, which it keeps.
 as_user sudo -n sh -c 'command -v go' >/dev/null
 
+step "downloading the Go modules the course uses"
+# The module proxy is outside: a slow answer gets two more tries.
+for try in 1 2 3; do
+	(cd "$repo" && as_user go mod download) && break
+	[ "$try" -lt 3 ] || { echo "provision: FAILED while $doing: the Go module proxy did not answer" >&2; exit 1; }
+	echo "provision: the Go module proxy did not answer: trying again"
+	sleep $((try * 5))
+done
+
 step "building the root filesystem in $repo/rootfs"
 (cd "$repo" && as_user go run ./mkrootfs && as_user go run -exec 'sudo -n' ./mkrootfs)
 
