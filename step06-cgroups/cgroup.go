@@ -290,10 +290,12 @@ func limitFlag[T int | int64 | float64](v *T, least, most T) func(string) error 
 // showLimit writes a limit as the command line takes it: sizes with K, M or G.
 func showLimit(v any) string {
 	if size, ok := v.(int64); ok {
-		for _, unit := range []string{"G", "M", "K"} {
-			shift := map[string]uint{"G": 30, "M": 20, "K": 10}[unit]
-			if size%(1<<shift) == 0 {
-				return fmt.Sprint(size>>shift, unit)
+		for _, u := range []struct {
+			shift uint
+			name  string
+		}{{30, "G"}, {20, "M"}, {10, "K"}} {
+			if size%(1<<u.shift) == 0 {
+				return fmt.Sprint(size>>u.shift, u.name)
 			}
 		}
 	}
