@@ -35,9 +35,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	dir := "rootfs"
+	dir, again := "rootfs", "go run -exec sudo ./mkrootfs"
 	if flags.NArg() == 1 {
 		dir = flags.Arg(0)
+		again += " " + dir
 	}
 
 	start := time.Now()
@@ -55,6 +56,6 @@ func main() {
 	if r.NoDev {
 		fmt.Printf("mkrootfs: %s is on a file system mounted nodev, where no device file can be opened, /dev/null included; build it elsewhere, e.g. in the repository\n", dir)
 	} else if !r.DevNull {
-		fmt.Println("mkrootfs: no /dev/null: making device files needs root, on a file system that allows them; as a normal user, add it with: go run -exec sudo ./mkrootfs " + dir)
+		fmt.Println("mkrootfs: no /dev/null: making device files needs root, on a file system that allows them; as a normal user, add it with: " + again)
 	}
 }

@@ -63,12 +63,21 @@ func checkRootfs(dir string) error {
 	if dir == "" {
 		return usageError("-rootfs is empty: give the directory of a root filesystem")
 	}
-	entries, err := os.ReadDir(dir)
-	if err == nil && len(entries) > 0 {
+	if hasFiles(dir) {
 		return nil
 	}
 	abs, _ := filepath.Abs(dir)
+	// From inside a step's folder, the one built at the repository root
+	// is one level up.
+	if up := filepath.Join("..", dir); !filepath.IsAbs(dir) && hasFiles(up) {
+		return fmt.Errorf("no root filesystem at %s: run from the repository root, or pass -rootfs %s", abs, up)
+	}
 	return fmt.Errorf("no root filesystem at %s: build one with \"go run ./mkrootfs %s\" from the repository root", abs, abs)
+}
+
+func hasFiles(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) > 0
 }
 
 // forwarded are the signals run passes on to the container: every signal a

@@ -58,7 +58,7 @@ type Report struct {
 	Commands int   // commands installed
 	Files    int   // regular files in the tree, libraries included
 	Bytes    int64 // their total size
-	Copied   int   // files written by this run; 0 when all were up to date
+	Copied   int   // files written by this run, /dev/null included; 0 when all were up to date
 	DevNull  bool  // whether /dev/null exists (making it needs root)
 	NoDev    bool  // whether the file system refuses to open device files
 }
@@ -517,6 +517,7 @@ func (b *builder) makeDevNull() error {
 	if err := os.Chmod(tmp, 0o666); err != nil { // mknod applies the umask
 		return err
 	}
+	b.copied++
 	return os.Rename(tmp, dst)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -250,6 +251,18 @@ func MissingRootfsSaysHowToBuildIt(t *testing.T, s *Step) {
 			assert.Contains(t, r.Stderr, "go run ./mkrootfs "+dir)
 		})
 	}
+	// Started from inside a step's folder, with the default -rootfs.
+	t.Run("one level up", func(t *testing.T) {
+		repo := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(repo, "rootfs/bin"), 0o755))
+		require.NoError(t, os.Mkdir(filepath.Join(repo, "step"), 0o755))
+		cmd := s.Command(t, "run", "true")
+		cmd.Dir = filepath.Join(repo, "step")
+		r := Finish(t, cmd)
+		assert.Equal(t, 1, r.Status)
+		OneLine(t, r.Stderr)
+		assert.Contains(t, r.Stderr, "no root filesystem at "+filepath.Join(repo, "step/rootfs")+": run from the repository root, or pass -rootfs ../rootfs")
+	})
 }
 
 // --- step05: mount namespace and /proc ---
