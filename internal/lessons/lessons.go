@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -128,10 +129,28 @@ func UpdateDiffs(root string) ([]string, error) {
 
 // A Transcript is a console block of a README: commands typed at "$ ",
 // lines typed into the container's shell at "# ", and the output expected
-// after each command.
+// after each command. Blocks may be indented, as in a list item.
+//
+// What follows "console" on the opening line, which GitHub does not show,
+// tells the tests more: "terminal=2" puts the block in a second terminal
+// window (the first is terminal 1); "cgroup=2" or "cgroup=1" makes it
+// apply only on that version of cgroups. A block that starts with output rather
+// than a command continues the command left running in its terminal: the
+// command the block before it in that terminal ended with, which keeps
+// running while other terminals' blocks run. "^C" as its first line is
+// Ctrl-C typed into that terminal.
+//
+// A block of another language with "file=PATH" there, such as
+// "```go file=breakout/main.go", is a file the page asks the reader to save:
+// Path and Content are set, and it has no commands.
 type Transcript struct {
 	Line     int // where the block starts in the README, for messages
+	Terminal int
+	Then     string // output before the first command: the end of what runs in this terminal
 	Commands []Command
+	Cgroup   int    // 1 or 2 if the block is for that version of cgroups only
+	Path     string // for a file block: where to save Content
+	Content  string
 }
 
 // A Command is one "$ " line with what is typed into it and what it prints.
@@ -142,22 +161,52 @@ type Command struct {
 	Output string // what the README shows it printing, stdout and stderr mixed
 }
 
-// Transcripts returns every ```console block of a README.
+// fence opens a fenced block: its indentation, language and options.
+var fence = regexp.MustCompile("^( *)```(\\w+)(.*)$")
+
+// Transcripts returns every ```console block of a README, and every block
+// with a file= option, in order.
 func Transcripts(readme string) []Transcript {
 	var ts []Transcript
 	var cur *Transcript
+	indent, file := "", false
 	for i, line := range strings.Split(readme, "\n") {
-		switch {
-		case cur == nil && line == "```console":
-			ts = append(ts, Transcript{Line: i + 1})
-			cur = &ts[len(ts)-1]
-		case cur == nil:
-		case line == "```":
+		if cur == nil {
+			m := fence.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			t := Transcript{Line: i + 1, Terminal: 1}
+			for _, opt := range strings.Fields(m[3]) {
+				k, v, _ := strings.Cut(opt, "=")
+				switch k {
+				case "terminal":
+					t.Terminal, _ = strconv.Atoi(v)
+				case "cgroup":
+					t.Cgroup, _ = strconv.Atoi(v)
+				case "file":
+					t.Path = v
+				}
+			}
+			if m[2] != "console" && t.Path == "" {
+				continue
+			}
+			ts = append(ts, t)
+			cur, indent, file = &ts[len(ts)-1], m[1], t.Path != ""
+			continue
+		}
+		if strings.TrimSpace(line) == "```" {
 			cur = nil
+			continue
+		}
+		line = strings.TrimPrefix(line, indent)
+		switch {
+		case file:
+			cur.Content += line + "\n"
 		case strings.HasPrefix(line, "$ "):
 			cur.Commands = append(cur.Commands, Command{Line: i + 1, Text: line[2:]})
 		case len(cur.Commands) == 0:
-			// Output with no command before it: nothing to check it against.
+			cur.Then += line + "\n"
 		case strings.HasPrefix(line, "# ") || line == "#":
 			c := &cur.Commands[len(cur.Commands)-1]
 			c.Input += strings.TrimPrefix(strings.TrimPrefix(line, "#"), " ") + "\n"

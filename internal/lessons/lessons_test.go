@@ -2,27 +2,17 @@ package lessons
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"go/parser"
 	"go/token"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"containers-from-scratch/internal/rootfs"
-	"containers-from-scratch/internal/steptest"
 )
 
 // root is the repository root, seen from this package's folder.
@@ -153,147 +143,4 @@ func TestMatches(t *testing.T) {
 	} {
 		assert.Equal(t, c.want, Matches(c.shown, c.got), "shown %q, got %q", c.shown, c.got)
 	}
-}
-
-// TestTranscriptsRun runs every ```console block of every README, as root,
-// each README in a scratch directory of its own, and compares the output of
-// each command with what the README shows.
-//
-// "go run" and "go build -o DIR/" in a transcript run the programs this test
-// built beforehand, through a stand-in for the go command: root need not have
-// Go, and -exec sudo is dropped, since the test is root already.
-func TestTranscriptsRun(t *testing.T) {
-	steptest.RequireRoot(t)
-	bin := buildPrograms(t)
-
-	readmes := []string{"README.md"}
-	for _, step := range Steps {
-		readmes = append(readmes, step+"/README.md")
-	}
-	for _, readme := range readmes {
-		t.Run(readme, func(t *testing.T) {
-			text, err := os.ReadFile(filepath.Join(root, readme))
-			require.NoError(t, err)
-			dir, err := os.MkdirTemp(steptest.TempParent(), "lessons-")
-			require.NoError(t, err)
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			if readme != "README.md" {
-				// The steps' pages assume the quick start was followed.
-				_, err := rootfs.Build(filepath.Join(dir, "rootfs"))
-				require.NoError(t, err)
-			}
-			for _, tr := range Transcripts(string(text)) {
-				for _, c := range tr.Commands {
-					got := runCommand(t, bin, dir, c)
-					assert.True(t, Matches(c.Output, got),
-						"%s:%d: $ %s\nthe README shows:\n%s\nit printed:\n%s", readme, c.Line, c.Text, c.Output, got)
-				}
-			}
-		})
-	}
-}
-
-// goStandIn replaces the go command in the transcripts.
-const goStandIn = `#!/bin/sh
-# "go run [-exec sudo] ./PKG ARGS" and "go build -o DIR/ ./PKG", with the
-# programs built beforehand in $PROGRAMS.
-case "$1" in
-run)
-	shift
-	if [ "$1" = -exec ]; then shift 2; fi
-	prog="$PROGRAMS/${1#./}"
-	shift
-	"$prog" "$@"
-	status=$?
-	if [ $status -ne 0 ]; then
-		echo "exit status $status" >&2
-		exit 1
-	fi
-	exit 0
-	;;
-build)
-	if [ "$2" = -o ] && [ $# -eq 4 ]; then
-		mkdir -p "$3" && exec cp "$PROGRAMS/${4#./}" "$3"
-	fi
-	;;
-esac
-echo "go stand-in: cannot do: go $*" >&2
-exit 2
-`
-
-// buildPrograms builds every step and mkrootfs into a directory, next to
-// the go stand-in, and returns that directory.
-func buildPrograms(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "lessons-programs-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, 0o777))
-
-	// No version control stamp: as root in a clone owned by someone else,
-	// git refuses to answer, and the stamp is of no use here.
-	args := []string{"build", "-buildvcs=false", "-o", dir + "/"}
-	for _, step := range append(Steps, "mkrootfs") {
-		args = append(args, "./"+step)
-	}
-	cmd := exec.Command(goTool(t), args...)
-	cmd.Dir = root
-	runAsInvokingUser(t, cmd)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "stand-in"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "stand-in", "go"), []byte(goStandIn), 0o755))
-	return dir
-}
-
-// goTool finds the go command. Under "go test -exec sudo" it is not on
-// root's PATH, but it is where the toolchain that built this test lives.
-func goTool(t *testing.T) string {
-	if path, err := exec.LookPath("go"); err == nil {
-		return path
-	}
-	//lint:ignore SA1019 the test binary runs where it was built, so its GOROOT is right
-	path := filepath.Join(runtime.GOROOT(), "bin", "go")
-	_, err := os.Stat(path)
-	require.NoError(t, err, "no go command on PATH or in GOROOT")
-	return path
-}
-
-// runAsInvokingUser makes cmd run as the user who ran sudo, if this test
-// runs under sudo, with that user's home and so their Go caches: root's
-// would be empty and might need the network.
-func runAsInvokingUser(t *testing.T, cmd *exec.Cmd) {
-	uid, gid := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID")
-	if uid == "" || gid == "" || uid == "0" {
-		return
-	}
-	u, err := user.LookupId(uid)
-	require.NoError(t, err)
-	nuid, _ := strconv.Atoi(uid)
-	ngid, _ := strconv.Atoi(gid)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(nuid), Gid: uint32(ngid)}}
-	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir, "USER="+u.Username)
-}
-
-// runCommand runs one transcript command with sh, in dir, with its input,
-// and returns what it printed on stdout and stderr together.
-func runCommand(t *testing.T, programs, dir string, c Command) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "env", steptest.Plain("sh", "-c", c.Text)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"PATH="+filepath.Join(programs, "stand-in")+":"+os.Getenv("PATH"),
-		"PROGRAMS="+programs)
-	cmd.Stdin = strings.NewReader(c.Input)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
-	if _, exited := err.(*exec.ExitError); err != nil && !exited {
-		require.NoError(t, err, fmt.Sprintf("$ %s", c.Text))
-	}
-	return out.String()
 }

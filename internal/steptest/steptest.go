@@ -312,7 +312,7 @@ type Terminal struct {
 
 // StartOnTerminal starts cmd on a new pseudo-terminal, in a session of its
 // own with the terminal as its controlling terminal: what a terminal window
-// gives the shell it starts.
+// gives the shell it starts. Other SysProcAttr settings of cmd are kept.
 func StartOnTerminal(t *testing.T, cmd *exec.Cmd) *Terminal {
 	t.Helper()
 	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
@@ -325,7 +325,10 @@ func StartOnTerminal(t *testing.T, cmd *exec.Cmd) *Terminal {
 	require.NoError(t, err)
 
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 	require.NoError(t, cmd.Start())
 	pts.Close()
 	term := &Terminal{cmd: cmd, ptm: ptm, read: make(chan struct{}), done: make(chan struct{})}
@@ -369,6 +372,9 @@ func (term *Terminal) Shown() string {
 	defer term.mu.Unlock()
 	return term.shown.String()
 }
+
+// PID is the command's process ID.
+func (term *Terminal) PID() int { return term.cmd.Process.Pid }
 
 // Exited reports whether the command has ended.
 func (term *Terminal) Exited() bool {

@@ -1,0 +1,496 @@
+package lessons
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"containers-from-scratch/internal/steptest"
+)
+
+// TestTranscriptsRun follows every README the way a reader does: it runs
+// every console block, exercise answers included, in order, in a scratch
+// copy of the repository, and compares what each command prints with what
+// the page shows (see Transcript for what a block can say).
+//
+// The reader is a normal user with sudo: a command runs as root only if it
+// says sudo (or is a go command: the go command below plays the reader's
+// own), and otherwise as the user who ran sudo to start the tests, or as
+// nobody. A command that needs root and does not say so fails here as it
+// would for the reader.
+//
+// "go run" and "go build -o DIR/" run the programs this test built
+// beforehand, through a stand-in for the go command, so that root needs no
+// toolchain; a package whose code the page changed is built for real.
+//
+// A block with "cgroup=1" or "cgroup=2" among its options runs only on
+// that version of cgroups (v1 meaning the pids controller's own hierarchy):
+// the pages show both, and CI runs these tests on both.
+func TestTranscriptsRun(t *testing.T) {
+	steptest.RequireRoot(t)
+	programs := buildPrograms(t)
+
+	readmes := []string{"README.md"}
+	for _, step := range Steps {
+		readmes = append(readmes, step+"/README.md")
+	}
+	for _, readme := range readmes {
+		t.Run(readme, func(t *testing.T) {
+			text, err := os.ReadFile(filepath.Join(root, readme))
+			require.NoError(t, err)
+			r := newReader(t, programs)
+			if readme != "README.md" {
+				// The steps' pages assume the quick start was followed.
+				r.setUp(t, "$PROGRAMS/mkrootfs", "sudo $PROGRAMS/mkrootfs")
+			}
+			r.follow(t, readme, Transcripts(string(text)))
+		})
+	}
+}
+
+// A reader follows a page in a repository of their own, with terminals
+// that may each keep a command running.
+type reader struct {
+	programs string
+	dir      string // the reader's copy of the repository
+	uid, gid int
+	running  map[int]*background
+}
+
+// background is a command left running in a terminal.
+type background struct {
+	term  *steptest.Terminal
+	shown string // what the page showed it print so far
+	line  int
+}
+
+// theReader is who runs the commands without sudo: the user who ran sudo
+// to start the tests, or nobody.
+func theReader() (uid, gid int) {
+	uid, _ = strconv.Atoi(os.Getenv("SUDO_UID"))
+	gid, _ = strconv.Atoi(os.Getenv("SUDO_GID"))
+	if uid == 0 || gid == 0 {
+		return 65534, 65534
+	}
+	return uid, gid
+}
+
+// newReader makes a scratch copy of the repository's code, a git
+// repository owned by the reader, as a clone would be.
+func newReader(t *testing.T, programs string) *reader {
+	t.Helper()
+	_, err := exec.LookPath("git")
+	require.NoError(t, err, "the pages' exercises use git")
+	dir, err := os.MkdirTemp(steptest.TempParent(), "lessons-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	require.NoError(t, copyCode(filepath.Join(programs, "src"), dir))
+	r := &reader{programs: programs, dir: dir, running: map[int]*background{}}
+	r.uid, r.gid = theReader()
+	for _, git := range [][]string{
+		{"init", "-q"},
+		{"add", "."},
+		{"-c", "user.name=Reader", "-c", "user.email=reader@example.invalid", "commit", "-q", "-m", "clone"},
+	} {
+		cmd := exec.Command("git", git...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "git %s: %s", git, out)
+	}
+	require.NoError(t, chownTree(dir, r.uid, r.gid))
+	return r
+}
+
+// setUp runs commands before the page's own.
+func (r *reader) setUp(t *testing.T, commands ...string) {
+	t.Helper()
+	for _, text := range commands {
+		out, err := r.command(text).CombinedOutput()
+		require.NoError(t, err, "%s: %s", text, out)
+	}
+}
+
+// follow runs a page's blocks in order.
+func (r *reader) follow(t *testing.T, readme string, blocks []Transcript) {
+	t.Helper()
+	t.Cleanup(func() {
+		// What a failed page left running, containers included.
+		for _, bg := range r.running {
+			for _, pid := range tree(bg.term.PID()) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	for i, b := range blocks {
+		if skip := skipped(b); skip != "" {
+			t.Logf("%s:%d: skipped: %s", readme, b.Line, skip)
+			continue
+		}
+		if b.Path != "" {
+			r.save(t, b.Path, b.Content)
+			continue
+		}
+		if b.Then != "" {
+			r.finish(t, readme, b)
+		}
+		for j, c := range b.Commands {
+			if j == len(b.Commands)-1 && continued(blocks[i+1:], b.Terminal) {
+				r.start(t, readme, b.Terminal, c)
+				continue
+			}
+			require.Nil(t, r.running[b.Terminal], "%s:%d: terminal %d still runs the command of line %d", readme, c.Line, b.Terminal, r.line(b.Terminal))
+			got := r.run(t, c)
+			assert.True(t, Matches(c.Output, got),
+				"%s:%d: $ %s\nthe README shows:\n%s\nit printed:\n%s", readme, c.Line, c.Text, c.Output, got)
+		}
+	}
+	for n := range r.running {
+		t.Errorf("%s: terminal %d still runs the command of line %d at the end of the page", readme, n, r.line(n))
+	}
+}
+
+func (r *reader) line(terminal int) int {
+	if bg := r.running[terminal]; bg != nil {
+		return bg.line
+	}
+	return 0
+}
+
+// skipped says why a block does not apply to this machine, if it does not.
+func skipped(b Transcript) string {
+	v1 := isDir("/sys/fs/cgroup/pids")
+	switch {
+	case b.Cgroup == 1 && !v1:
+		return "for cgroup v1"
+	case b.Cgroup == 2 && v1:
+		return "for cgroup v2"
+	}
+	return ""
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// continued reports whether a later block goes on with what the given
+// terminal runs: the next block of that terminal starts with output.
+func continued(later []Transcript, terminal int) bool {
+	for _, b := range later {
+		if b.Terminal == terminal && b.Path == "" && skipped(b) == "" {
+			return b.Then != ""
+		}
+	}
+	return false
+}
+
+// save writes a file the page asks the reader to save.
+func (r *reader) save(t *testing.T, path, content string) {
+	t.Helper()
+	full := filepath.Join(r.dir, path)
+	require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+	require.NoError(t, os.WriteFile(full, []byte(content), 0o644))
+	require.NoError(t, chownTree(filepath.Dir(full), r.uid, r.gid))
+}
+
+// command is a command line as the reader types it: as root if it says
+// sudo or is a go command, as the reader otherwise.
+func (r *reader) command(text string) *exec.Cmd {
+	cmd := exec.Command("env", steptest.Plain("sh", "-c", text)...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(),
+		"PATH="+filepath.Join(r.programs, "stand-in")+":"+os.Getenv("PATH"),
+		"PROGRAMS="+r.programs,
+		fmt.Sprintf("READER=%d:%d", r.uid, r.gid),
+		"GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local", "GOPROXY=off")
+	if !strings.Contains(text, "sudo") && !strings.HasPrefix(text, "go ") {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}}
+		cmd.Env = append(cmd.Env, "HOME="+r.dir)
+	}
+	return cmd
+}
+
+// run runs a command to its end, with its input, and returns what it
+// printed on stdout and stderr together.
+func (r *reader) run(t *testing.T, c Command) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := r.command(c.Text)
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	defer stop()
+	cmd.Stdin = strings.NewReader(c.Input)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		require.NoError(t, err, fmt.Sprintf("$ %s", c.Text))
+	}
+	require.NoError(t, ctx.Err(), "$ %s: still running after 20 s; it printed:\n%s", c.Text, out.String())
+	return out.String()
+}
+
+// start starts a command in a terminal and leaves it running once it has
+// shown what the page shows and its container's command runs.
+func (r *reader) start(t *testing.T, readme string, terminal int, c Command) {
+	t.Helper()
+	require.Empty(t, c.Input, "%s:%d: a command left running takes no input", readme, c.Line)
+	term := steptest.StartOnTerminal(t, r.command(c.Text))
+	r.running[terminal] = &background{term: term, shown: c.Output, line: c.Line}
+	deadline := time.Now().Add(20 * time.Second)
+	for !(Matches(c.Output+"…", term.Shown()) && r.settled(term)) {
+		if term.Exited() || time.Now().After(deadline) {
+			t.Fatalf("%s:%d: $ %s\nshould keep running after showing:\n%s\nit showed:\n%s", readme, c.Line, c.Text, c.Output, term.Shown())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settled reports whether what a terminal runs has got going: none of its
+// processes is one of the steps still setting up a container, and some
+// process is neither a step nor a shell or stand-in that started it.
+func (r *reader) settled(term *steptest.Terminal) bool {
+	working := false
+	for _, pid := range tree(term.PID()) {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv := strings.Split(string(args), "\x00")
+		switch {
+		case filepath.Dir(exe) == r.programs && len(argv) > 1 && argv[1] == "child":
+			return false
+		case filepath.Dir(exe) == r.programs, pid == term.PID(), strings.Contains(string(args), "stand-in/go"):
+		default:
+			working = true
+		}
+	}
+	return working
+}
+
+// tree lists a process and all its descendants.
+func tree(pid int) []int {
+	all := []int{pid}
+	for i := 0; i < len(all); i++ {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", all[i]))
+		for _, task := range tasks {
+			kids, _ := os.ReadFile(task)
+			for _, f := range strings.Fields(string(kids)) {
+				if n, err := strconv.Atoi(f); err == nil {
+					all = append(all, n)
+				}
+			}
+		}
+	}
+	return all
+}
+
+// finish ends the command left running in a block's terminal: it types
+// Ctrl-C if the block starts with ^C, waits for the command to end, and
+// checks all it showed.
+func (r *reader) finish(t *testing.T, readme string, b Transcript) {
+	t.Helper()
+	bg := r.running[b.Terminal]
+	require.NotNil(t, bg, "%s:%d: the block starts with output, but nothing runs in terminal %d", readme, b.Line, b.Terminal)
+	delete(r.running, b.Terminal)
+	if strings.HasPrefix(b.Then, "^C\n") {
+		bg.term.Type(t, "\x03")
+	}
+	got := bg.term.Wait(t)
+	want := bg.shown + b.Then
+	assert.True(t, Matches(want, got), "%s:%d (started at line %d):\nthe README shows:\n%s\nthe terminal showed:\n%s", readme, b.Line, bg.line, want, got)
+}
+
+// goStandIn replaces the go command in the transcripts.
+const goStandIn = `#!/bin/sh
+# The reader's go command, played by the programs built beforehand in
+# $PROGRAMS: "go run [-exec sudo] ./PKG ARGS" runs one (as the reader,
+# without -exec sudo), and "go build -o DIR/ ./PKG..." copies them. A
+# package whose code differs from the repository's is built for real.
+set -u
+reader() {
+	if [ "$(id -u)" = 0 ]; then
+		setpriv --reuid="${READER%:*}" --regid="${READER#*:}" --clear-groups "$@"
+	else
+		"$@"
+	fi
+}
+pristine() { [ -d "$PROGRAMS/src/$1" ] && diff -r -q "$PROGRAMS/src/$1" "$1" >/dev/null; }
+case "$1" in
+run)
+	shift
+	sudo=
+	if [ "$1" = -exec ]; then sudo=1; shift 2; fi
+	pkg=${1#./}
+	shift
+	pristine "$pkg" || { echo "go stand-in: $pkg was changed: build it with go build" >&2; exit 2; }
+	if [ -n "$sudo" ]; then "$PROGRAMS/$pkg" "$@"; else reader "$PROGRAMS/$pkg" "$@"; fi
+	status=$?
+	if [ $status -ne 0 ]; then
+		echo "exit status $status" >&2
+		exit 1
+	fi
+	exit 0
+	;;
+build)
+	[ "$2" = -o ] || { echo "go stand-in: cannot do: go $*" >&2; exit 2; }
+	out=$3
+	shift 3
+	for pkg; do
+		p=${pkg#./}
+		case $out in
+		*/) if pristine "$p"; then mkdir -p "$out" && cp "$PROGRAMS/$p" "$out" || exit 1; continue; fi ;;
+		esac
+		"$REALGO" build -o "$out" "$pkg" || exit 1
+	done
+	chown -R "$READER" "$out"
+	exit 0
+	;;
+esac
+echo "go stand-in: cannot do: go $*" >&2
+exit 2
+`
+
+// sudoStandIn replaces sudo: the commands that say sudo run as root.
+const sudoStandIn = `#!/bin/sh
+exec "$@"
+`
+
+// buildPrograms builds every step and mkrootfs into a directory, next to
+// the stand-ins and a copy of the code, and returns that directory.
+func buildPrograms(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "lessons-programs-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+
+	// No version control stamp: as root in a clone owned by someone else,
+	// git refuses to answer, and the stamp is of no use here.
+	args := []string{"build", "-buildvcs=false", "-o", dir + "/"}
+	for _, step := range append(Steps, "mkrootfs") {
+		args = append(args, "./"+step)
+	}
+	goCmd := goTool(t)
+	cmd := exec.Command(goCmd, args...)
+	cmd.Dir = root
+	runAsInvokingUser(t, cmd)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	require.NoError(t, copyCode(root, filepath.Join(dir, "src")))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "stand-in"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "stand-in", "go"), []byte(goStandIn), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "stand-in", "sudo"), []byte(sudoStandIn), 0o755))
+	// The real go command, for what the pages change, builds as the
+	// programs were built: its caches are warm.
+	real := "#!/bin/sh\nexec " + strings.Join(quoted(realGo(t, goCmd)), " ") + ` "$@"` + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "real-go"), []byte(real), 0o755))
+	t.Setenv("REALGO", filepath.Join(dir, "real-go"))
+	return dir
+}
+
+// realGo is the command line that runs the go command as the user who
+// built the programs.
+func realGo(t *testing.T, goCmd string) []string {
+	uid, gid := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID")
+	if uid == "" || gid == "" || uid == "0" {
+		return []string{goCmd}
+	}
+	u, err := user.LookupId(uid)
+	require.NoError(t, err)
+	return []string{"env", "HOME=" + u.HomeDir, "USER=" + u.Username,
+		"setpriv", "--reuid=" + uid, "--regid=" + gid, "--init-groups", goCmd}
+}
+
+func quoted(args []string) []string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return q
+}
+
+// copyCode copies what building the programs takes: go.mod, go.sum and
+// the Go files of the steps, mkrootfs and what they import, tests left out.
+func copyCode(from, to string) error {
+	dirs := append([]string{"mkrootfs", "internal/rootfs"}, Steps...)
+	files := []string{"go.mod", "go.sum"}
+	for _, d := range dirs {
+		gos, err := filepath.Glob(filepath.Join(from, d, "*.go"))
+		if err != nil {
+			return err
+		}
+		for _, f := range gos {
+			if !strings.HasSuffix(f, "_test.go") {
+				files = append(files, filepath.Join(d, filepath.Base(f)))
+			}
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(from, f))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(to, filepath.Dir(f)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, f), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chownTree gives a tree to a user, without following links.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// goTool finds the go command. Under "go test -exec sudo" it is not on
+// root's PATH, but it is where the toolchain that built this test lives.
+func goTool(t *testing.T) string {
+	if path, err := exec.LookPath("go"); err == nil {
+		return path
+	}
+	//lint:ignore SA1019 the test binary runs where it was built, so its GOROOT is right
+	path := filepath.Join(runtime.GOROOT(), "bin", "go")
+	_, err := os.Stat(path)
+	require.NoError(t, err, "no go command on PATH or in GOROOT")
+	return path
+}
+
+// runAsInvokingUser makes cmd run as the user who ran sudo, if this test
+// runs under sudo, with that user's home and so their Go caches: root's
+// would be empty and might need the network.
+func runAsInvokingUser(t *testing.T, cmd *exec.Cmd) {
+	uid, gid := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID")
+	if uid == "" || gid == "" || uid == "0" {
+		return
+	}
+	u, err := user.LookupId(uid)
+	require.NoError(t, err)
+	nuid, _ := strconv.Atoi(uid)
+	ngid, _ := strconv.Atoi(gid)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(nuid), Gid: uint32(ngid)}}
+	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir, "USER="+u.Username)
+}
