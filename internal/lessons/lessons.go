@@ -137,8 +137,8 @@ func UpdateDiffs(root string) ([]string, error) {
 // apply only on that version of cgroups. A block that starts with output rather
 // than a command continues the command left running in its terminal: the
 // command the block before it in that terminal ended with, which keeps
-// running while other terminals' blocks run. "^C" as its first line is
-// Ctrl-C typed into that terminal.
+// running while other terminals' blocks run. "^C" at its start is Ctrl-C
+// typed into that terminal (which shows it so, often with no new line).
 //
 // A block of another language with "file=PATH" there, such as
 // "```go file=breakout/main.go", is a file the page asks the reader to save:

@@ -121,6 +121,7 @@ func TestEveryStepHasItsSections(t *testing.T) {
 			assert.Equal(t, sections, heading.FindAllString(string(readme), -1))
 			exercises := string(readme[bytes.Index(readme, []byte("## Exercises")):])
 			assert.GreaterOrEqual(t, strings.Count(exercises, "<details>"), 2, "exercises with folded answers")
+			assert.NotContains(t, exercises, "```sh", "exercise answers are ```console blocks, which the tests run")
 			assert.NotEmpty(t, Transcripts(string(readme)), "a ```console transcript to run")
 			assert.Contains(t, string(readme), "man7.org/linux/man-pages/", "links to the man pages")
 		})

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,6 +70,7 @@ type reader struct {
 	dir      string // the reader's copy of the repository
 	uid, gid int
 	running  map[int]*background
+	sessions []int // of the commands run so far
 }
 
 // background is a command left running in a terminal.
@@ -129,11 +131,8 @@ func (r *reader) setUp(t *testing.T, commands ...string) {
 func (r *reader) follow(t *testing.T, readme string, blocks []Transcript) {
 	t.Helper()
 	t.Cleanup(func() {
-		// What a failed page left running, containers included.
-		for _, bg := range r.running {
-			for _, pid := range tree(bg.term.PID()) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+		if left := r.leftovers(); len(left) > 0 {
+			t.Errorf("%s: the page's commands left running:\n%s", readme, strings.Join(left, "\n"))
 		}
 	})
 	for i, b := range blocks {
@@ -211,18 +210,44 @@ func (r *reader) save(t *testing.T, path, content string) {
 // command is a command line as the reader types it: as root if it says
 // sudo or is a go command, as the reader otherwise.
 func (r *reader) command(text string) *exec.Cmd {
-	cmd := exec.Command("env", steptest.Plain("sh", "-c", text)...)
+	return r.shell(text, "sh", "-c", text)
+}
+
+// onTerminal is a command line as typed into a terminal window: an
+// interactive bash runs it, with job control, so that Ctrl-C reaches the
+// command and not the shell, and the shell says "Killed" when a command is
+// killed. (The last line keeps bash from running a lone command in its own
+// place, which would leave no shell to say it.)
+func (r *reader) onTerminal(text string) *exec.Cmd {
+	return r.shell(text, "bash", "--norc", "--noprofile", "-i", "-c", text+"\n:")
+}
+
+func (r *reader) shell(text, shell string, args ...string) *exec.Cmd {
+	cmd := exec.Command("env", steptest.Plain(shell, args...)...)
+	// A session of its own, so that what it leaves running can be found.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = r.dir
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Join(r.programs, "stand-in")+":"+os.Getenv("PATH"),
 		"PROGRAMS="+r.programs,
 		fmt.Sprintf("READER=%d:%d", r.uid, r.gid),
 		"GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local", "GOPROXY=off")
-	if !strings.Contains(text, "sudo") && !strings.HasPrefix(text, "go ") {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}}
+	if !strings.Contains(text, "sudo") && !isGo(text) {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}
 		cmd.Env = append(cmd.Env, "HOME="+r.dir)
 	}
 	return cmd
+}
+
+// isGo reports whether a command line runs the go command, after any
+// variables set for it.
+func isGo(text string) bool {
+	for _, w := range strings.Fields(text) {
+		if !strings.Contains(w, "=") {
+			return w == "go"
+		}
+	}
+	return false
 }
 
 // run runs a command to its end, with its input, and returns what it
@@ -235,15 +260,55 @@ func (r *reader) run(t *testing.T, c Command) string {
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
 	defer stop()
 	cmd.Stdin = strings.NewReader(c.Input)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	// A file, not a pipe: a process the command leaves running, as a
+	// page may show, would hold a pipe open after the command ends.
+	out, err := os.CreateTemp("", "lessons-output-")
+	require.NoError(t, err)
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Start()
+	require.NoError(t, err, "$ %s", c.Text)
+	r.sessions = append(r.sessions, cmd.Process.Pid)
+	err = cmd.Wait()
 	if _, exited := err.(*exec.ExitError); err != nil && !exited {
-		require.NoError(t, err, fmt.Sprintf("$ %s", c.Text))
+		require.NoError(t, err, "$ %s", c.Text)
 	}
-	require.NoError(t, ctx.Err(), "$ %s: still running after 20 s; it printed:\n%s", c.Text, out.String())
-	return out.String()
+	printed, err := os.ReadFile(out.Name())
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err(), "$ %s: still running after 20 s; it printed:\n%s", c.Text, printed)
+	return string(printed)
+}
+
+// leftovers kills what the page's commands left running, and says what
+// it was. Each command ran in a session of its own, which the processes it
+// starts keep, containers included.
+func (r *reader) leftovers() []string {
+	ours := map[int]bool{}
+	for _, sid := range r.sessions {
+		ours[sid] = true
+	}
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, stat := range procs {
+		data, err := os.ReadFile(stat)
+		if err != nil {
+			continue
+		}
+		// The fields after the command's name, which may hold anything.
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) < 4 {
+			continue
+		}
+		sid, _ := strconv.Atoi(fields[3])
+		pid, _ := strconv.Atoi(strings.Split(stat, "/")[2])
+		if ours[sid] && fields[0] != "Z" { // a zombie has ended already
+			args, _ := os.ReadFile(filepath.Join(filepath.Dir(stat), "cmdline"))
+			left = append(left, fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(bytes.TrimRight(args, "\x00"), []byte{0}, []byte{' '})))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return left
 }
 
 // start starts a command in a terminal and leaves it running once it has
@@ -251,10 +316,11 @@ func (r *reader) run(t *testing.T, c Command) string {
 func (r *reader) start(t *testing.T, readme string, terminal int, c Command) {
 	t.Helper()
 	require.Empty(t, c.Input, "%s:%d: a command left running takes no input", readme, c.Line)
-	term := steptest.StartOnTerminal(t, r.command(c.Text))
+	term := steptest.StartOnTerminal(t, r.onTerminal(c.Text))
+	r.sessions = append(r.sessions, term.PID())
 	r.running[terminal] = &background{term: term, shown: c.Output, line: c.Line}
 	deadline := time.Now().Add(20 * time.Second)
-	for !(Matches(c.Output+"…", term.Shown()) && r.settled(term)) {
+	for !(Matches(c.Output+"…", term.Shown()) && settled(term)) {
 		if term.Exited() || time.Now().After(deadline) {
 			t.Fatalf("%s:%d: $ %s\nshould keep running after showing:\n%s\nit showed:\n%s", readme, c.Line, c.Text, c.Output, term.Shown())
 		}
@@ -262,24 +328,41 @@ func (r *reader) start(t *testing.T, readme string, terminal int, c Command) {
 	}
 }
 
-// settled reports whether what a terminal runs has got going: none of its
-// processes is one of the steps still setting up a container, and some
-// process is neither a step nor a shell or stand-in that started it.
-func (r *reader) settled(term *steptest.Terminal) bool {
-	working := false
+// settled reports whether what a terminal runs has got going: a step's
+// program has started the command it was given, and no step is still
+// setting up a container.
+func settled(term *steptest.Terminal) bool {
+	started := false
 	for _, pid := range tree(term.PID()) {
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		argv := strings.Split(string(args), "\x00")
-		switch {
-		case filepath.Dir(exe) == r.programs && len(argv) > 1 && argv[1] == "child":
-			return false
-		case filepath.Dir(exe) == r.programs, pid == term.PID(), strings.Contains(string(args), "stand-in/go"):
-		default:
-			working = true
+		if isStep(pid) {
+			args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if argv := strings.Split(string(args), "\x00"); len(argv) > 1 && argv[1] == "child" {
+				return false
+			}
+		} else if isStep(parent(pid)) {
+			started = true
 		}
 	}
-	return working
+	return started
+}
+
+// isStep reports whether a process runs one of the steps' programs, as
+// go run starts them or as the page built them: before it execs the
+// command, a process a step starts still does.
+func isStep(pid int) bool {
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return slices.Contains(Steps, filepath.Base(exe))
+}
+
+// parent is the parent of a process, or 0.
+func parent(pid int) int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
 }
 
 // tree lists a process and all its descendants.
@@ -307,7 +390,7 @@ func (r *reader) finish(t *testing.T, readme string, b Transcript) {
 	bg := r.running[b.Terminal]
 	require.NotNil(t, bg, "%s:%d: the block starts with output, but nothing runs in terminal %d", readme, b.Line, b.Terminal)
 	delete(r.running, b.Terminal)
-	if strings.HasPrefix(b.Then, "^C\n") {
+	if strings.HasPrefix(b.Then, "^C") {
 		bg.term.Type(t, "\x03")
 	}
 	got := bg.term.Wait(t)
