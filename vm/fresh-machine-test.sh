@@ -69,6 +69,24 @@ chmod 0440 "$root/etc/sudoers.d/vagrant"
 git clone -q "$repo" "$root/vagrant"
 chroot "$root" chown -R vagrant: /vagrant
 
+say "and a machine as Lima's vm/cfs.yaml leaves it: the Mac's user (ada, uid 501, home /home/ada.guest) with sudo, the repository at the Mac's path"
+lima_user=ada
+lima_repo=/Users/ada/containers-from-scratch
+chroot "$root" useradd --uid 501 --create-home --home-dir "/home/$lima_user.guest" --shell /bin/bash "$lima_user"
+ln -s "$lima_user.guest" "$root/home/$lima_user.linux"
+echo "$lima_user ALL=(ALL) NOPASSWD: ALL" >"$root/etc/sudoers.d/lima"
+chmod 0440 "$root/etc/sudoers.d/lima"
+mkdir -p "$root/Users/$lima_user"
+git clone -q "$repo" "$root$lima_repo"
+chroot "$root" chown -R "$lima_user:" "/Users/$lima_user"
+# vm/cfs.yaml's provision line, with what Lima puts in its template's place.
+lima_provision=$(sed -n 's/^ *exec \(.*\/vm\/provision\.sh.*\)$/\1/p' "$repo/vm/cfs.yaml")
+[ -n "$lima_provision" ] || fail "no provision line (exec .../vm/provision.sh ...) in vm/cfs.yaml"
+lima_provision=${lima_provision//'{{.Param.REPO}}'/$lima_repo}
+lima_provision=${lima_provision//'{{.User}}'/$lima_user}
+printf '%s\n' "$lima_provision" >"$root/root/lima-provision"
+printf '%s\n' "$lima_user" "$lima_repo" >"$root/root/lima-machine"
+
 # The README's quick start (its console block) and its test command.
 quickstart=$(awk '/^## Quick start/{q=1} q&&/^```console$/{c=1;next} c&&/^```$/{exit} c' "$repo/README.md")
 testcmd=$(grep -m1 -E '^go test ' "$repo/README.md")
@@ -104,6 +122,25 @@ while IFS= read -r line; do
 	esac
 done </root/quickstart
 run
+
+{ read -r lima_user; read -r lima_repo; } </root/lima-machine
+echo "fresh-machine: as Lima provisions at each boot: $(cat /root/lima-provision)"
+bash -c "$(cat /root/lima-provision)"
+again=$(bash -c "$(cat /root/lima-provision)" 2>&1) || { echo "$again"; exit 1; }
+if ! grep -q '(0 written)' <<<"$again"; then
+	echo "$again"
+	echo "fresh-machine: Lima's second provisioning changed something" >&2
+	exit 1
+fi
+if ! findmnt -n "$lima_repo/rootfs" >/dev/null || [ ! -c "$lima_repo/rootfs/dev/null" ] ||
+	[ "$(stat -c %U "$lima_repo/rootfs/etc/passwd")" != "$lima_user" ]; then
+	echo "fresh-machine: $lima_repo/rootfs is not the VM disk's, $lima_user's, with /dev/null" >&2
+	exit 1
+fi
+echo "fresh-machine: as $lima_user in $lima_repo: go run -exec sudo ./step05-proc run hostname"
+out=$(cd "$lima_repo" && runuser -u "$lima_user" -- env HOME="/home/$lima_user.linux" go run -exec sudo ./step05-proc run hostname)
+[ "$out" = container ] || { echo "fresh-machine: it printed: $out" >&2; exit 1; }
+
 echo "fresh-machine: \$ $(cat /root/testcmd)"
 bash -c "$(cat /root/testcmd)"
 EOF

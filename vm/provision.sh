@@ -3,14 +3,24 @@
 # needs, git, what the tests use, the root filesystem built, and a shell that
 # starts in the repository. Run as root:
 #
-#   vm/provision.sh REPO_DIR [USER]
+#   vm/provision.sh [--rootfs-on DIR] REPO_DIR [USER]
 #
 # REPO_DIR is the repository (the Vagrantfile shares it as /vagrant); USER is
-# the workshop user, vagrant by default, who must be able to use sudo. Running
-# it again changes nothing and succeeds. When a step fails, it says which.
+# the workshop user, vagrant by default, who must be able to use sudo. With
+# --rootfs-on, the root filesystem lives in DIR, on the VM's own disk, and is
+# bind-mounted at REPO_DIR/rootfs: a shared folder may hold neither device
+# files nor links (Lima's vm/cfs.yaml does this; the mount lasts until the
+# next boot, where Lima runs this script again). Running it again changes
+# nothing and succeeds. When a step fails, it says which.
 set -Eeuo pipefail
 
-repo=${1:?usage: provision.sh REPO_DIR [USER]}
+usage="usage: provision.sh [--rootfs-on DIR] REPO_DIR [USER]"
+rootfs_on=
+if [ "${1:-}" = --rootfs-on ]; then
+	rootfs_on=${2:?$usage}
+	shift 2
+fi
+repo=${1:?$usage}
 user=${2:-vagrant}
 doing="starting"
 trap 'echo "provision: FAILED while $doing (line $LINENO)" >&2' ERR
@@ -67,10 +77,17 @@ for try in 1 2 3; do
 	sleep $((try * 5))
 done
 
+if [ -n "$rootfs_on" ]; then
+	step "keeping the root filesystem on the VM's disk: $rootfs_on, mounted at $repo/rootfs"
+	mkdir -p "$rootfs_on" "$repo/rootfs"
+	chown "$user:$(id -gn "$user")" "$rootfs_on"
+	mountpoint -q "$repo/rootfs" || mount --bind "$rootfs_on" "$repo/rootfs"
+fi
+
 step "building the root filesystem in $repo/rootfs"
 (cd "$repo" && as_user go run ./mkrootfs && as_user go run -exec 'sudo -n' ./mkrootfs)
 
-step "making vagrant ssh start in the repository"
+step "making a shell in the VM start in the repository"
 profile="$(getent passwd "$user" | cut -d: -f6)/.bashrc"
 line="cd '$repo' # added by containers-from-scratch's vm/provision.sh"
 grep -qxF "$line" "$profile" 2>/dev/null || echo "$line" >>"$profile"
@@ -79,7 +96,7 @@ chown "$user:" "$profile"
 doing="finishing"
 cat <<EOF
 provision: ready. Next, from the repository on your machine:
-  vagrant ssh
+  vagrant ssh   (or, with Lima: limactl shell cfs)
 and then, in the VM (you start in $repo):
   go run -exec sudo ./step05-proc run sh
   go test -exec sudo ./...
