@@ -45,6 +45,10 @@ func TestTranscriptsRun(t *testing.T) {
 	steptest.RequireRoot(t)
 	programs := buildPrograms(t)
 
+	// One reader follows the pages in order, in one copy of the repository,
+	// as a learner does: the quick start builds the root filesystem, and a
+	// page may use what an earlier one left for it.
+	r := newReader(t, programs)
 	readmes := []string{"README.md"}
 	for _, step := range Steps {
 		readmes = append(readmes, step+"/README.md")
@@ -53,11 +57,6 @@ func TestTranscriptsRun(t *testing.T) {
 		t.Run(readme, func(t *testing.T) {
 			text, err := os.ReadFile(filepath.Join(root, readme))
 			require.NoError(t, err)
-			r := newReader(t, programs)
-			if readme != "README.md" {
-				// The steps' pages assume the quick start was followed.
-				r.setUp(t, "$PROGRAMS/mkrootfs", "sudo $PROGRAMS/mkrootfs")
-			}
 			r.follow(t, readme, Transcripts(string(text)))
 		})
 	}
@@ -118,18 +117,10 @@ func newReader(t *testing.T, programs string) *reader {
 	return r
 }
 
-// setUp runs commands before the page's own.
-func (r *reader) setUp(t *testing.T, commands ...string) {
-	t.Helper()
-	for _, text := range commands {
-		out, err := r.command(text).CombinedOutput()
-		require.NoError(t, err, "%s: %s", text, out)
-	}
-}
-
 // follow runs a page's blocks in order.
 func (r *reader) follow(t *testing.T, readme string, blocks []Transcript) {
 	t.Helper()
+	r.sessions, r.running = nil, map[int]*background{}
 	t.Cleanup(func() {
 		if left := r.leftovers(); len(left) > 0 {
 			t.Errorf("%s: the page's commands left running:\n%s", readme, strings.Join(left, "\n"))
@@ -274,23 +265,44 @@ func (r *reader) run(t *testing.T, c Command) string {
 	if _, exited := err.(*exec.ExitError); err != nil && !exited {
 		require.NoError(t, err, "$ %s", c.Text)
 	}
+	settle(cmd.Process.Pid)
 	printed, err := os.ReadFile(out.Name())
 	require.NoError(t, err)
 	require.NoError(t, ctx.Err(), "$ %s: still running after 20 s; it printed:\n%s", c.Text, printed)
 	return string(printed)
 }
 
-// leftovers kills what the page's commands left running, and says what
-// it was. Each command ran in a session of its own, which the processes it
-// starts keep, containers included.
-func (r *reader) leftovers() []string {
-	ours := map[int]bool{}
-	for _, sid := range r.sessions {
-		ours[sid] = true
+// settle waits, for a few seconds at most, until no shell that a command
+// left in the background, in its session, is still on its way to exec its
+// command: "sh -c 'sleep 1234 &'" forks a shell that becomes sleep only
+// when the scheduler gets to it, and a learner's next command comes far
+// later than the test's.
+func settle(sid int) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		busy := false
+		for _, p := range processes() {
+			if p.sid == sid && p.state == "R" && slices.Contains([]string{"sh", "dash", "bash"}, filepath.Base(p.exe)) {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
 	}
-	var left []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, stat := range procs {
+}
+
+// process is what leftovers and settle read of a process in /proc.
+type process struct {
+	pid, sid   int
+	state, exe string
+	args       string
+}
+
+// processes lists the processes there are.
+func processes() []process {
+	var ps []process
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, stat := range stats {
 		data, err := os.ReadFile(stat)
 		if err != nil {
 			continue
@@ -300,12 +312,26 @@ func (r *reader) leftovers() []string {
 		if len(fields) < 4 {
 			continue
 		}
-		sid, _ := strconv.Atoi(fields[3])
-		pid, _ := strconv.Atoi(strings.Split(stat, "/")[2])
-		if ours[sid] && fields[0] != "Z" { // a zombie has ended already
-			args, _ := os.ReadFile(filepath.Join(filepath.Dir(stat), "cmdline"))
-			left = append(left, fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(bytes.TrimRight(args, "\x00"), []byte{0}, []byte{' '})))
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		p := process{state: fields[0]}
+		p.sid, _ = strconv.Atoi(fields[3])
+		p.pid, _ = strconv.Atoi(strings.Split(stat, "/")[2])
+		p.exe, _ = os.Readlink(filepath.Join(filepath.Dir(stat), "exe"))
+		args, _ := os.ReadFile(filepath.Join(filepath.Dir(stat), "cmdline"))
+		p.args = string(bytes.ReplaceAll(bytes.TrimRight(args, "\x00"), []byte{0}, []byte{' '}))
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// leftovers kills what the page's commands left running, and says what
+// it was. Each command ran in a session of its own, which the processes it
+// starts keep, containers included.
+func (r *reader) leftovers() []string {
+	var left []string
+	for _, p := range processes() {
+		if slices.Contains(r.sessions, p.sid) && p.state != "Z" { // a zombie has ended already
+			left = append(left, fmt.Sprintf("%d %s", p.pid, p.args))
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}
 	return left
