@@ -9,7 +9,7 @@
 // DIR (default "rootfs", built by "go run ./mkrootfs") before it runs the
 // command, so the command finds its programs, libraries and files there and
 // sees nothing of the host's. chroot is not a security boundary (a root
-// process can leave it); a later step replaces it with pivot_root.
+// process can leave it); step07 replaces it with pivot_root.
 //
 // Example, as root, from the repository root after "go run ./mkrootfs":
 //

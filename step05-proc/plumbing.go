@@ -67,6 +67,9 @@ func checkRootfs(dir string) error {
 		return nil
 	}
 	abs, _ := filepath.Abs(dir)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory: -rootfs takes the directory of a root filesystem", abs)
+	}
 	// From inside a step's folder, the one built at the repository root
 	// is one level up.
 	if up := filepath.Join("..", dir); !filepath.IsAbs(dir) && hasFiles(up) {

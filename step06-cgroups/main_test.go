@@ -24,6 +24,10 @@ func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 }
 
 // What the steps before guarantee, still true.
+func TestPsSeesOnlyTheContainer(t *testing.T)       { steptest.PsSeesOnlyTheContainer(t, step) }
+func TestMountViewIsTheContainers(t *testing.T)     { steptest.MountViewIsTheContainers(t, step) }
+func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakToASharedHost(t, step) }
+func TestSetupFailureIsOneLine(t *testing.T)        { steptest.SetupFailureIsOneLine(t, step) }
 func TestSignalDispositionsReachTheCommand(t *testing.T) {
 	steptest.SignalDispositionsReachTheCommand(t, step)
 }
@@ -64,4 +68,6 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 }
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
+func TestRootfsThatIsAFileIsOneLine(t *testing.T)    { steptest.RootfsThatIsAFileIsOneLine(t, step) }
+func TestChrootCanBeEscaped(t *testing.T)            { steptest.ChrootCanBeEscaped(t, step) }
 func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }

@@ -22,7 +22,7 @@ import (
 )
 
 // Steps are the step folders, in course order.
-var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups"}
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root"}
 
 // Diff returns "diff -u" of the previous step's Go files against this
 // step's, main.go first, then the others that changed or are new, by name;
@@ -74,8 +74,9 @@ const Plumbing = "plumbing.go"
 // the step before's, and why. Every other step's copy is the same, byte for
 // byte, as the step before's.
 var PlumbingChanges = map[string]string{
-	"step02-uts":    `run starts a "child" in new namespaces: root is needed, the child checks its namespaces and that run is alive, and run holds signals until the command runs`,
-	"step04-chroot": `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
+	"step02-uts":        `run starts a "child" in new namespaces: root is needed, the child checks its namespaces and that run is alive, and run holds signals until the command runs`,
+	"step04-chroot":     `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
+	"step07-pivot-root": `pivot_root's errors, each of which has several causes, say what they mean`,
 }
 
 // diffBlock finds the diff block of the "What changed" section.

@@ -265,6 +265,74 @@ func MissingRootfsSaysHowToBuildIt(t *testing.T, s *Step) {
 	})
 }
 
+// RootfsThatIsAFileIsOneLine checks that a -rootfs that is not a directory
+// gets one line that says so.
+func RootfsThatIsAFileIsOneLine(t *testing.T, s *Step) {
+	RequireRoot(t)
+	file := filepath.Join(t.TempDir(), "rootfs.tar")
+	require.NoError(t, os.WriteFile(file, []byte("not a directory"), 0o644))
+	r := s.Exec(t, "run", "-rootfs", file, "true")
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Contains(t, r.Stderr, file+" is not a directory: -rootfs takes the directory of a root filesystem")
+}
+
+// breakoutName is the name under which the test binary plays the escape of
+// step04's first exercise, in the container.
+const breakoutName = "breakout"
+
+// breakout leaves a chroot the classic way, as root: chroot into a
+// directory without going into it, so that the working directory is
+// outside the root; walk up; chroot to where that leads. Then it prints the
+// host's file at path, if it can reach it.
+func breakout(path string) {
+	check := func(err error) {
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+	}
+	_ = os.Mkdir("/jail", 0o755)
+	check(unix.Chroot("/jail"))
+	for i := 0; i < 100; i++ {
+		check(unix.Chdir(".."))
+	}
+	check(unix.Chroot("."))
+	data, err := os.ReadFile(path)
+	check(err)
+	os.Stdout.Write(data)
+	os.Exit(0)
+}
+
+// escape runs the breakout in the step's container, aimed at a file on the
+// host that is not in the root filesystem, and returns what it printed and
+// the file's content.
+func escape(t *testing.T, s *Step) (Result, string) {
+	t.Helper()
+	self, err := os.Executable()
+	require.NoError(t, err)
+	bin := filepath.Join(s.Rootfs, breakoutName)
+	require.NoError(t, copyFile(self, bin, 0o755))
+	t.Cleanup(func() {
+		os.Remove(bin)
+		os.Remove(filepath.Join(s.Rootfs, "jail"))
+	})
+	marker := filepath.Join(t.TempDir(), "on-the-host")
+	secret := fmt.Sprintf("the host's file %d\n", time.Now().UnixNano())
+	require.NoError(t, os.WriteFile(marker, []byte(secret), 0o644))
+	return s.Run(t, "/"+breakoutName, marker), secret
+}
+
+// ChrootCanBeEscaped checks that the hole of step04's first exercise is
+// real in a step that uses chroot: a root process in the container reaches
+// a file of the host's.
+func ChrootCanBeEscaped(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r, secret := escape(t, s)
+	require.Equal(t, 0, r.Status, "the breakout did not get out: %s%s", r.Stdout, r.Stderr)
+	assert.Equal(t, secret, r.Stdout)
+}
+
 // --- step05: mount namespace and /proc ---
 
 // PsSeesOnlyTheContainer checks that ps lists the container's processes
@@ -309,31 +377,100 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatal("unshare (util-linux) is needed to simulate a systemd host")
 	}
-	containerProc := " " + s.Rootfs + "/proc "
+	// Any mount at or under the root filesystem: its /proc, or (step07 on)
+	// the root filesystem itself.
+	container := " " + s.Rootfs
 	script := `"$0" run -rootfs "$1" sh -c 'echo ready; read line; exit 0'; echo "status $?"; cat /proc/self/mountinfo`
 
-	for _, kill := range []bool{false, true} {
-		t.Run(map[bool]string{false: "command exits", true: "command killed"}[kill], func(t *testing.T) {
-			cmd := exec.Command("unshare", "--mount", "--propagation", "shared", "sh", "-c", script, s.Bin, s.Rootfs)
+	for _, end := range []string{"command exits", "command killed", "run killed"} {
+		t.Run(end, func(t *testing.T) {
+			// Private first, then shared: "unshare --propagation shared"
+			// on a host whose mounts are shared would make the simulated
+			// host's mounts peers of the real one's, and a leak would
+			// reach the machine running the tests.
+			cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "mount --make-rshared / && "+script, s.Bin, s.Rootfs)
 			p := Start(t, cmd)
 			p.WaitFor(t, "ready")
 
 			host := readFile(t, fmt.Sprintf("/proc/%d/mountinfo", cmd.Process.Pid))
 			require.Regexp(t, `(?m)^\S+ \S+ \S+ \S+ / \S+ shared:`, host, "the simulated host's / is not shared")
-			assert.NotContains(t, host, containerProc, "the container's /proc shows on the host during the run")
+			assert.NotContains(t, host, container, "the container's mounts show on the host during the run")
 
+			run := ChildPID(t, cmd.Process.Pid)
 			want := "status 0"
-			if kill {
-				run := ChildPID(t, cmd.Process.Pid)
+			switch end {
+			case "command exits":
+				require.NoError(t, p.Stdin.Close())
+			case "command killed":
 				require.NoError(t, unix.Kill(ChildPID(t, run), unix.SIGKILL))
 				want = "status 137"
-			} else {
-				require.NoError(t, p.Stdin.Close())
+			case "run killed":
+				require.NoError(t, unix.Kill(run, unix.SIGKILL))
+				want = "status 137"
 			}
 			p.WaitFor(t, want)
 			r := p.Wait(t)
 			require.Equal(t, 0, r.Status, r.Stderr)
-			assert.NotContains(t, r.Stdout, containerProc, "the container's /proc is left on the host")
+			assert.NotContains(t, r.Stdout, container, "the container's mounts are left on the host")
+		})
+	}
+}
+
+// --- step07: pivot_root ---
+
+// ChrootEscapeIsClosed checks that the breakout of step04's first exercise,
+// which gets out of a chroot, gets nowhere after pivot_root: walking up
+// from the container's root leads back to it, and the host's file is not
+// there.
+func ChrootEscapeIsClosed(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r, secret := escape(t, s)
+	assert.NotContains(t, r.Stdout, secret, "the breakout reached the host's file")
+	assert.Equal(t, 1, r.Status, "the breakout: %s%s", r.Stdout, r.Stderr)
+	assert.Contains(t, r.Stdout, "no such file or directory")
+}
+
+// OnlyTheContainersMounts checks that the container's mount table holds
+// its / and its /proc and nothing of the host's, and that / holds the root
+// filesystem's files and nothing else: no directory for the old root.
+func OnlyTheContainersMounts(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r := s.Run(t, "cat", "/proc/self/mountinfo")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	var points []string
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		points = append(points, strings.Fields(line)[4])
+	}
+	assert.Equal(t, []string{"/", "/proc"}, points, "mounts seen inside:\n%s", r.Stdout)
+
+	entries, err := os.ReadDir(s.Rootfs)
+	require.NoError(t, err)
+	var want []string
+	for _, e := range entries {
+		want = append(want, e.Name())
+	}
+	r = s.Run(t, "ls", "-A", "/")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	got := strings.Fields(r.Stdout)
+	sort.Strings(got)
+	assert.Equal(t, want, got, "/ in the container")
+}
+
+// PivotRootErrorsAreExplained checks that pivot_root's errors, each of
+// which the kernel returns for several reasons, come in one line that says
+// what they mean. strace makes the call fail.
+func PivotRootErrorsAreExplained(t *testing.T, s *Step) {
+	RequireRoot(t)
+	for errno, meaning := range map[string]string{
+		"EINVAL": "invalid argument: the new root is not a mount point, or it or the mount above it is shared",
+		"EBUSY":  "device or resource busy: the new root is on the same mount as the current one",
+	} {
+		t.Run(errno, func(t *testing.T) {
+			cmd, _ := s.straced(t, "pivot_root:error="+errno, s.RunArgs("true")...)
+			r := Finish(t, cmd)
+			assert.Equal(t, 1, r.Status)
+			OneLine(t, r.Stderr)
+			assert.Contains(t, r.Stderr, s.Name+": pivot_root into "+s.Rootfs+": "+meaning)
 		})
 	}
 }

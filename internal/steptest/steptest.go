@@ -45,9 +45,12 @@ type Step struct {
 // Main runs the step's main function if the test binary was started as the
 // step's program, and the tests otherwise. It does not return.
 func Main(m *testing.M, s *Step, stepMain func()) {
-	if name := filepath.Base(os.Args[0]); name == s.Name || name == "exe" {
+	switch filepath.Base(os.Args[0]) {
+	case s.Name, "exe":
 		stepMain()
 		os.Exit(0)
+	case breakoutName:
+		breakout(os.Args[1])
 	}
 	os.Exit(s.runTests(m))
 }
