@@ -72,7 +72,7 @@ chroot "$root" chown -R vagrant: /vagrant
 say "and a machine as Lima's vm/cfs.yaml leaves it: the Mac's user (ada, uid 501, home /home/ada.guest) with sudo, the repository at the Mac's path"
 lima_user=ada
 lima_repo=/Users/ada/containers-from-scratch
-chroot "$root" useradd --uid 501 --create-home --home-dir "/home/$lima_user.guest" --shell /bin/bash "$lima_user"
+chroot "$root" useradd --key UID_MIN=500 --uid 501 --create-home --home-dir "/home/$lima_user.guest" --shell /bin/bash "$lima_user"
 ln -s "$lima_user.guest" "$root/home/$lima_user.linux"
 echo "$lima_user ALL=(ALL) NOPASSWD: ALL" >"$root/etc/sudoers.d/lima"
 chmod 0440 "$root/etc/sudoers.d/lima"
