@@ -15,7 +15,7 @@
 // Example, as root, from the repository root after "go run ./mkrootfs":
 //
 //	$ go run ./step07-pivot-root run cat /proc/self/mountinfo
-//	… / / rw,relatime - ext4 /dev/sda1 rw
+//	… /home/you/containers-from-scratch/rootfs / rw,relatime - ext4 /dev/sda1 rw
 //	… / /proc rw,relatime - proc proc rw
 package main
 
@@ -146,15 +146,12 @@ func child(args []string) error {
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return pivotRootError(c.rootfs, err)
 	}
-	// Detach the old root, with every host mount under it. A plain unmount
-	// would fail while the host's /proc, /sys and the rest sit under it;
-	// MNT_DETACH takes the whole tree out of the namespace at once, and no
-	// path leads back to it.
+	// Detach the old root, the top mount at /, with the namespace's copies
+	// of every host mount under it. A plain unmount would fail while the
+	// host's /proc, /sys and the rest sit under it; MNT_DETACH takes the
+	// whole tree out of the namespace at once, and no path leads back to it.
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach the old root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("chdir /: %w", err)
 	}
 	// A procfs shows the PID namespace of whoever mounts it, so this one
 	// shows only the container's processes. No unmount is needed: the mount

@@ -85,7 +85,7 @@ func pivotRootError(rootfs string, err error) error {
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("pivot_root into %s: %w: the new root is on the same mount as the current one, not a mount of its own", rootfs, err)
 	case errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("pivot_root into %s: %w: the new root is not a mount point, or it or the mount above it is shared, or the current root is not a mount point (in a chroot, or an initramfs)", rootfs, err)
+		return fmt.Errorf("pivot_root into %s: %w: the new root is not a mount point, or a mount involved is shared (is / private?), or the current root is not a mount point (in a chroot) or is the initramfs", rootfs, err)
 	}
 	return fmt.Errorf("pivot_root into %s: %w", rootfs, err)
 }
