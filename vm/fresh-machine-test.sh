@@ -147,7 +147,7 @@ EOF
 printf '%s\n' "$quickstart" >"$root/root/quickstart"
 printf '%s\n' "$testcmd" >"$root/root/testcmd"
 
-say "provisioning, quick start and tests inside (private mount and PID namespaces)"
+say "provisioning, quick start and tests inside (private mount and PID namespaces, the fresh system as /)"
 status=0
 # --kill-child: if this script dies, everything inside goes with it.
 # shellcheck disable=SC2016 # the inner script expands its own $1
@@ -160,7 +160,14 @@ unshare --mount --pid --fork --kill-child --propagation private -- bash -c '
 	mount --rbind /sys "$root/sys" # with the cgroup file systems in it
 	mount --rbind /dev "$root/dev"
 	mount -t tmpfs tmpfs "$root/tmp"
-	exec chroot "$root" /bin/bash /root/fresh-machine-inside.sh
+	# The fresh system becomes the root of this mount namespace, as a
+	# machine'"'"'s / is, with pivot_root: a chroot leaves the mounts above
+	# it in the namespace, and a container started inside could walk up
+	# into them past its own pivot_root (step07'"'"'s tests would see it).
+	cd "$root"
+	pivot_root . .
+	umount -l .
+	exec /bin/bash /root/fresh-machine-inside.sh
 ' fresh-machine "$root" &
 inside=$!
 wait "$inside" || status=$?
