@@ -1,7 +1,9 @@
 package steptest
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -471,19 +473,209 @@ func OnlyTheContainersMounts(t *testing.T, s *Step) {
 // which the kernel returns for several reasons, come in one line that says
 // what they mean. strace makes the call fail.
 func PivotRootErrorsAreExplained(t *testing.T, s *Step) {
+	errorsAreExplained(t, s, "pivot_root:error=%s", map[string]string{
+		"EINVAL": "pivot_root into " + s.Rootfs + ": invalid argument: the new root is not a mount point, or a mount involved is shared",
+		"EBUSY":  "pivot_root into " + s.Rootfs + ": device or resource busy: the new root is on the same mount as the current one",
+	})
+}
+
+// errorsAreExplained makes a system call fail, with strace's inject (a
+// format for the errno), with each errno in turn, and checks that the
+// step says, in one line, what the error means.
+func errorsAreExplained(t *testing.T, s *Step, inject string, meanings map[string]string) {
 	RequireRoot(t)
-	for errno, meaning := range map[string]string{
-		"EINVAL": "invalid argument: the new root is not a mount point, or a mount involved is shared",
-		"EBUSY":  "device or resource busy: the new root is on the same mount as the current one",
-	} {
+	for errno, meaning := range meanings {
 		t.Run(errno, func(t *testing.T) {
-			cmd, _ := s.straced(t, "pivot_root:error="+errno, s.RunArgs("true")...)
+			cmd, _ := s.straced(t, fmt.Sprintf(inject, errno), s.RunArgs("true")...)
 			r := Finish(t, cmd)
 			assert.Equal(t, 1, r.Status)
 			OneLine(t, r.Stderr)
-			assert.Contains(t, r.Stderr, s.Name+": pivot_root into "+s.Rootfs+": "+meaning)
+			assert.Contains(t, r.Stderr, s.Name+": "+meaning)
 		})
 	}
+}
+
+// --- step08: overlay ---
+
+// scratch makes a scratch directory of the test's own for the step's
+// -scratch, beside the test's root filesystem.
+func scratch(t *testing.T, s *Step) string {
+	dir, err := os.MkdirTemp(filepath.Dir(s.Rootfs), "scratch-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// tree describes every file under dir: its path, mode, size, and its
+// content or link target.
+func tree(t *testing.T, dir string) string {
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v %d", strings.TrimPrefix(path, dir), fi.Mode(), fi.Size())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			fmt.Fprintf(&b, " -> %s", target)
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	require.NoError(t, err)
+	return b.String()
+}
+
+// ImageIsNeverWritten checks that nothing a container does reaches the root
+// filesystem: after it deletes /usr and /etc and writes a file, the root
+// filesystem is what it was, byte for byte; and a later container has all
+// of it.
+func ImageIsNeverWritten(t *testing.T, s *Step) {
+	RequireRoot(t)
+	before := tree(t, s.Rootfs)
+	r := s.Run(t, "sh", "-c", "rm -rf /usr /etc /bin && echo new >/new && echo $(echo /*)")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.NotContains(t, r.Stdout, "/usr", "the container could not delete /usr")
+	assert.Contains(t, r.Stdout, "/new")
+	assert.Equal(t, before, tree(t, s.Rootfs), "the root filesystem changed")
+	r = s.Run(t, "ls", "-d", "/usr/bin", "/etc/passwd")
+	assert.Equal(t, 0, r.Status, "a later container: %s", r.Stderr)
+	r = s.Run(t, "ls", "/new")
+	assert.NotEqual(t, 0, r.Status, "a later container sees the file of an earlier one")
+}
+
+// ContainersDoNotSeeEachOthersWrites checks that two containers running at
+// once each have their own changes.
+func ContainersDoNotSeeEachOthersWrites(t *testing.T, s *Step) {
+	RequireRoot(t)
+	a := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo a >/shared && echo ready && read line; cat /shared")...))
+	a.WaitFor(t, "ready")
+	b := s.Run(t, "sh", "-c", "cat /shared; echo b >/shared && cat /shared")
+	assert.Equal(t, "b\n", b.Stdout)
+	assert.Contains(t, b.Stderr, "/shared: No such file or directory", "the second container sees the first one's file")
+	require.NoError(t, a.Stdin.Close())
+	assert.Equal(t, "a", a.ReadLine(t), "the first container's file changed")
+	assert.Equal(t, 0, a.Wait(t).Status)
+}
+
+// ChangesAreInTheUpperLayer checks that, while a container runs, a file it
+// writes is in its upper directory in the scratch directory, and one it
+// deletes is a whiteout there (a character device 0/0); and that when it
+// ends, exits or is killed, or its run is killed (then the next run cleans
+// up), nothing is left: no scratch directory, no overlay mount.
+func ChangesAreInTheUpperLayer(t *testing.T, s *Step) {
+	RequireRoot(t)
+	for _, end := range []string{"command exits", "command killed", "run killed"} {
+		t.Run(end, func(t *testing.T) {
+			dir := scratch(t, s)
+			p := Start(t, s.Command(t, s.RunArgs("-scratch", dir, "sh", "-c",
+				"echo written >/new && rm /etc/hostname && echo ready && read line; exit 0")...))
+			p.WaitFor(t, "ready")
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "one directory for the container")
+			upper := filepath.Join(dir, entries[0].Name(), "upper")
+			assert.Equal(t, "written\n", readFile(t, filepath.Join(upper, "new")))
+			var st unix.Stat_t
+			require.NoError(t, unix.Lstat(filepath.Join(upper, "etc/hostname"), &st))
+			assert.Equal(t, uint32(unix.S_IFCHR), st.Mode&unix.S_IFMT, "the deleted file is not a whiteout")
+			assert.Equal(t, uint64(0), st.Rdev, "a whiteout is device 0/0")
+			assert.NotContains(t, readFile(t, "/proc/self/mountinfo"), dir, "the overlay is mounted on the host")
+
+			switch end {
+			case "command exits":
+				require.NoError(t, p.Stdin.Close())
+				assert.Equal(t, 0, p.Wait(t).Status)
+			case "command killed":
+				require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
+				assert.Equal(t, 137, p.Wait(t).Status)
+			case "run killed":
+				require.NoError(t, unix.Kill(p.Cmd.Process.Pid, unix.SIGKILL))
+				p.Wait(t)
+				entries, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				assert.Len(t, entries, 1, "a killed run cannot clean up")
+				r := s.Run(t, "-scratch", dir, "true")
+				require.Equal(t, 0, r.Status, r.Stderr)
+			}
+			entries, err = os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Empty(t, entries, "left in the scratch directory")
+			assert.NotContains(t, readFile(t, "/proc/self/mountinfo"), dir, "an overlay is left mounted on the host")
+		})
+	}
+}
+
+// KeepKeepsTheChanges checks that -keep keeps the container's changes, and
+// says where.
+func KeepKeepsTheChanges(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := scratch(t, s)
+	layers := filepath.Join(dir, "containers")
+	r := s.Run(t, "-scratch", layers, "-keep", "sh", "-c", "echo kept >/new")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	OneLine(t, r.Stderr)
+	kept := filepath.Join(dir, "kept")
+	entries, err := os.ReadDir(kept)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, s.Name+": the container's changes are kept in "+filepath.Join(kept, entries[0].Name())+"\n", r.Stderr)
+	assert.Equal(t, "kept\n", readFile(t, filepath.Join(kept, entries[0].Name(), "new")))
+	left, _ := os.ReadDir(layers)
+	assert.Empty(t, left)
+}
+
+// ReadOnlyRootfsWorks checks that the root filesystem may be read only, as
+// an image is: a read-only bind mount of it, in a mount namespace of the
+// test's own.
+func ReadOnlyRootfsWorks(t *testing.T, s *Step) {
+	RequireRoot(t)
+	ro := filepath.Join(t.TempDir(), "ro")
+	require.NoError(t, os.Mkdir(ro, 0o755))
+	script := `mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && ! touch "$2/x" 2>/dev/null &&
+		"$0" run -rootfs "$2" -scratch "$3" sh -c 'echo written >/x && cat /x'`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, s.Bin, s.Rootfs, ro, scratch(t, s))
+	r := Finish(t, cmd)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Equal(t, "written\n", r.Stdout)
+}
+
+// ScratchOnOverlayIsOneLine checks that a scratch directory on a file
+// system that cannot hold an upper layer (here overlayfs, in a mount
+// namespace of the test's own) gets one line that says so.
+func ScratchOnOverlayIsOneLine(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := t.TempDir()
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		require.NoError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+	}
+	script := `mount -t overlay overlay -o lowerdir="$1/lower",upperdir="$1/upper",workdir="$1/work" "$1/merged" &&
+		"$0" run -rootfs "$2" -scratch "$1/merged/scratch" true`
+	r := Finish(t, exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, s.Bin, dir, s.Rootfs))
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Contains(t, r.Stderr, "-scratch "+dir+"/merged/scratch is on overlayfs, which cannot hold an overlay's upper layer")
+}
+
+// OverlayErrorsAreExplained checks that the overlay mount's errors come in
+// one line that says what they mean here. strace makes the call fail: the
+// child's second mount is the overlay's.
+func OverlayErrorsAreExplained(t *testing.T, s *Step) {
+	errorsAreExplained(t, s, "mount:error=%s:when=2", map[string]string{
+		"ENODEV": "mount overlay: no such device: this kernel has no overlay file system (modprobe overlay)",
+		"EINVAL": "mount overlay: invalid argument: the upper and work directories must be on one file system that can hold an upper layer",
+	})
 }
 
 // SetupFailureIsOneLine checks that a failing setup call is reported in one

@@ -1,0 +1,188 @@
+// Command step08-overlay runs a command in a container that has its own
+// hostname, process tree, root filesystem and mounts, and a resource budget,
+// no way back to the host's files, and an image that it leaves untouched.
+//
+// Usage:
+//
+//	step08-overlay run [-rootfs DIR] [-scratch DIR] [-keep] [-pids N] [-memory SIZE] [-cpus F] CMD [ARG...]
+//
+// This step mounts the container's / as an overlay: the root filesystem
+// below, never written, and a directory of the container's own above, where
+// every change goes. run removes that directory when the container ends,
+// so every container starts from the same files; -keep keeps the changes.
+//
+// Example, as root, from the repository root after "go run ./mkrootfs":
+//
+//	$ go run ./step08-overlay run rm /bin/ls
+//	$ go run ./step08-overlay run ls -d /bin/ls
+//	/bin/ls
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// prog names this program in its messages. os.Args[0] would not do: go run
+// names the program after a temporary file, and a re-executed program is
+// started as /proc/self/exe.
+const prog = "step08-overlay"
+
+const usage = "usage: " + prog + " run [-rootfs DIR] [-scratch DIR] [-keep] [-pids N] [-memory SIZE] [-cpus F] CMD [ARG...]"
+
+func main() {
+	var err error = usageError("")
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "run":
+			err = run(os.Args[2:])
+		case "child":
+			err = child(os.Args[2:])
+		default:
+			err = unknownCommand(os.Args[1])
+		}
+	}
+	os.Exit(exitStatus(err))
+}
+
+// config is what the command line asks for.
+type config struct {
+	rootfs string   // directory that becomes the container's /
+	layers string   // where each container's changes go while it runs
+	keep   bool     // keep the changes after the container ends
+	pids   int      // most processes at once
+	memory int64    // most bytes of memory
+	cpus   float64  // most CPUs' worth of processor time
+	argv   []string // the command and its arguments
+}
+
+// flags declares the options of run. The limits' defaults let a shell and
+// ps work, and stop a fork bomb; limitFlag (cgroup.go) refuses what the
+// kernel would refuse.
+func (c *config) flags(f *flag.FlagSet) {
+	f.StringVar(&c.rootfs, "rootfs", "rootfs", "use `DIR` as the container's root filesystem")
+	f.StringVar(&c.layers, "scratch", defaultScratch, "keep each container's changes in `DIR` while it runs")
+	f.BoolVar(&c.keep, "keep", false, "keep the container's changes when it ends, and say where")
+	c.pids, c.memory, c.cpus = 256, 256<<20, 1
+	f.Func("pids", "most processes at once, `N` from 10 (default 256)", limitFlag(&c.pids, 10, 4194304))
+	f.Func("memory", "most memory, `SIZE` in bytes or with K, M or G, from 16M (default 256M)", limitFlag(&c.memory, 16<<20, 1<<50))
+	f.Func("cpus", "most CPUs' worth of processor time, `F` from 0.01 (default 1)", limitFlag(&c.cpus, 0.01, 1024))
+}
+
+// run starts this same program again as "child" in new namespaces, and
+// passes the command's exit status back as its own.
+func run(args []string) error {
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if err := checkRoot(); err != nil {
+		return err
+	}
+	if err := checkRootfs(c.rootfs); err != nil {
+		return err
+	}
+	// The container's cgroup is made before the container, so that its
+	// limits hold from the start, and removed when it ends.
+	cg, err := createCgroup(c)
+	if err != nil {
+		return err
+	}
+	defer cg.remove()
+	// The directories of the container's overlay: its changes go there,
+	// and go with them when it ends (unless -keep).
+	ov, err := createOverlay(c)
+	if err != nil {
+		return err
+	}
+	defer ov.remove(c.keep)
+
+	// /proc/self/exe is this very binary, wherever it was built: the
+	// container starts by running our own code in the new namespaces.
+	cmd := exec.Command("/proc/self/exe", append([]string{"child"}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUTS | unix.CLONE_NEWPID | unix.CLONE_NEWNS,
+		// If this process dies, the kernel kills the command too, so a
+		// killed run leaves nothing running behind it.
+		Pdeathsig: unix.SIGKILL,
+	}
+	// On cgroup v2 the kernel starts the child in its cgroup (clone3's
+	// CLONE_INTO_CGROUP), before any of its code runs. On v1 the child
+	// joins its cgroups itself, before it execs the command.
+	if cg.v2 {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.fd
+	}
+	return supervise(cmd)
+}
+
+// child sets the container up in the new namespaces, then becomes the command.
+func child(args []string) error {
+	c, err := parseChildArgs(args, "uts", "pid", "mnt") // refuses to set up the host itself
+	if err != nil {
+		return err
+	}
+
+	if err := joinCgroup(); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte("container")); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	// The new mount namespace starts with copies of the host's mounts, and
+	// a copy of a shared mount (systemd makes / shared) passes every mount
+	// and unmount on to the host. Making all of them private first keeps
+	// the /proc below out of the host's mount table.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	// The container's / is an overlay: the root filesystem as the lower
+	// layer, never written, under the container's upper directory, where
+	// every change goes (a file is copied up before it changes, in the work
+	// directory). A mount is a mount point, as pivot_root needs.
+	ov, err := findOverlay(c) // the directories that run made
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount("overlay", ov.merged, "overlay", 0, ov.options); err != nil {
+		return overlayError(err)
+	}
+	if err := unix.Chdir(ov.merged); err != nil {
+		return fmt.Errorf("chdir %s: %w", ov.merged, err)
+	}
+	// pivot_root(".", ".") makes the working directory the root of the
+	// mount namespace, and mounts the old root on top of it, at /: no
+	// directory of the container's has to hold it (pivot_root(2), NOTES).
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return pivotRootError(c.rootfs, err)
+	}
+	// Detach the old root, the top mount at /, with the namespace's copies
+	// of every host mount under it. A plain unmount would fail while the
+	// host's /proc, /sys and the rest sit under it; MNT_DETACH takes the
+	// whole tree out of the namespace at once, and no path leads back to it.
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the old root: %w", err)
+	}
+	// A procfs shows the PID namespace of whoever mounts it, so this one
+	// shows only the container's processes. No unmount is needed: the mount
+	// goes away with the mount namespace when the container's last process
+	// exits.
+	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil {
+		return fmt.Errorf("mount proc on /proc: %w", err)
+	}
+
+	// After pivot_root, the command is looked for in the container's files.
+	path, err := lookPath(c.argv[0])
+	if err != nil {
+		return err
+	}
+	// Exec, not fork: the command takes over this process, so no Go code
+	// stays between it and run, and the command, not a Go program, is PID 1.
+	err = unix.Exec(path, c.argv, os.Environ())
+	return commandError(c.argv[0], err)
+}
