@@ -244,9 +244,9 @@ func cgroupName(pid string) (string, error) {
 func removeLeftovers(parent string, remove func(string) error) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
-		pid, _, ok := strings.Cut(e.Name(), "-")
-		if !ok || !e.IsDir() {
-			continue
+		pid, start, ok := strings.Cut(e.Name(), "-")
+		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || err != nil || !e.IsDir() {
+			continue // not named as runs name them
 		}
 		if name, err := cgroupName(pid); err != nil || name != e.Name() {
 			_ = remove(filepath.Join(parent, e.Name()))

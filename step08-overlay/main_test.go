@@ -17,6 +17,9 @@ func TestChangesAreInTheUpperLayer(t *testing.T) { steptest.ChangesAreInTheUpper
 func TestKeepKeepsTheChanges(t *testing.T)       { steptest.KeepKeepsTheChanges(t, step) }
 func TestReadOnlyRootfsWorks(t *testing.T)       { steptest.ReadOnlyRootfsWorks(t, step) }
 func TestScratchOnOverlayIsOneLine(t *testing.T) { steptest.ScratchOnOverlayIsOneLine(t, step) }
+func TestScratchOfSomeoneElsesIsRefused(t *testing.T) {
+	steptest.ScratchOfSomeoneElsesIsRefused(t, step)
+}
 func TestOverlayErrorsAreExplained(t *testing.T) { steptest.OverlayErrorsAreExplained(t, step) }
 func TestContainersDoNotSeeEachOthersWrites(t *testing.T) {
 	steptest.ContainersDoNotSeeEachOthersWrites(t, step)

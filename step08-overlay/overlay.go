@@ -73,8 +73,8 @@ func createOverlay(c config) (overlay, error) {
 	if err != nil {
 		return ov, err
 	}
-	if err := os.MkdirAll(c.layers, 0o700); err != nil {
-		return ov, fmt.Errorf("-scratch: %w", err)
+	if err := claimScratch(c.layers); err != nil {
+		return ov, err
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(c.layers, &st); err != nil {
@@ -93,6 +93,26 @@ func createOverlay(c config) (overlay, error) {
 		}
 	}
 	return ov, nil
+}
+
+// scratchMarker marks a scratch directory as ours: run removes what it
+// finds in one, and must never do so in a directory of someone else's.
+const scratchMarker = ".containers-from-scratch"
+
+// claimScratch makes the scratch directory, or makes sure that it is ours:
+// it refuses one that is not empty and has no marker.
+func claimScratch(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("-scratch: %w", err)
+	}
+	marker := filepath.Join(dir, scratchMarker)
+	if _, err := os.Lstat(marker); err == nil {
+		return nil
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+		return fmt.Errorf("-scratch %s: not empty, and not a scratch directory of this program's: name a new or empty directory", dir)
+	}
+	return os.WriteFile(marker, []byte("the containers' changes while they run: see step08-overlay\n"), 0o600)
 }
 
 // remove removes the container's directories, its changes with them, or,

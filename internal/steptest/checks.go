@@ -506,6 +506,20 @@ func scratch(t *testing.T, s *Step) string {
 	return dir
 }
 
+// containerDirs lists the containers' directories in a scratch directory,
+// which also holds its marker.
+func containerDirs(t *testing.T, dir string) []string {
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // tree describes every file under dir: its path, mode, size, and its
 // content or link target.
 func tree(t *testing.T, dir string) string {
@@ -582,10 +596,9 @@ func ChangesAreInTheUpperLayer(t *testing.T, s *Step) {
 			p := Start(t, s.Command(t, s.RunArgs("-scratch", dir, "sh", "-c",
 				"echo written >/new && rm /etc/hostname && echo ready && read line; exit 0")...))
 			p.WaitFor(t, "ready")
-			entries, err := os.ReadDir(dir)
-			require.NoError(t, err)
-			require.Len(t, entries, 1, "one directory for the container")
-			upper := filepath.Join(dir, entries[0].Name(), "upper")
+			names := containerDirs(t, dir)
+			require.Len(t, names, 1, "one directory for the container")
+			upper := filepath.Join(dir, names[0], "upper")
 			assert.Equal(t, "written\n", readFile(t, filepath.Join(upper, "new")))
 			var st unix.Stat_t
 			require.NoError(t, unix.Lstat(filepath.Join(upper, "etc/hostname"), &st))
@@ -603,15 +616,11 @@ func ChangesAreInTheUpperLayer(t *testing.T, s *Step) {
 			case "run killed":
 				require.NoError(t, unix.Kill(p.Cmd.Process.Pid, unix.SIGKILL))
 				p.Wait(t)
-				entries, err := os.ReadDir(dir)
-				require.NoError(t, err)
-				assert.Len(t, entries, 1, "a killed run cannot clean up")
+				assert.Len(t, containerDirs(t, dir), 1, "a killed run cannot clean up")
 				r := s.Run(t, "-scratch", dir, "true")
 				require.Equal(t, 0, r.Status, r.Stderr)
 			}
-			entries, err = os.ReadDir(dir)
-			require.NoError(t, err)
-			assert.Empty(t, entries, "left in the scratch directory")
+			assert.Empty(t, containerDirs(t, dir), "left in the scratch directory")
 			assert.NotContains(t, readFile(t, "/proc/self/mountinfo"), dir, "an overlay is left mounted on the host")
 		})
 	}
@@ -632,8 +641,22 @@ func KeepKeepsTheChanges(t *testing.T, s *Step) {
 	require.Len(t, entries, 1)
 	assert.Equal(t, s.Name+": the container's changes are kept in "+filepath.Join(kept, entries[0].Name())+"\n", r.Stderr)
 	assert.Equal(t, "kept\n", readFile(t, filepath.Join(kept, entries[0].Name(), "new")))
-	left, _ := os.ReadDir(layers)
-	assert.Empty(t, left)
+	assert.Empty(t, containerDirs(t, layers))
+}
+
+// ScratchOfSomeoneElsesIsRefused checks that run refuses a -scratch that
+// is not empty and not its own, and leaves it as it was: it removes what
+// it finds in a scratch directory of its own.
+func ScratchOfSomeoneElsesIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := scratch(t, s)
+	precious := filepath.Join(dir, "2024-01")
+	require.NoError(t, os.MkdirAll(precious, 0o755))
+	r := s.Run(t, "-scratch", dir, "true")
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Contains(t, r.Stderr, "-scratch "+dir+": not empty, and not a scratch directory of this program's")
+	assert.DirExists(t, precious)
 }
 
 // ReadOnlyRootfsWorks checks that the root filesystem may be read only, as
