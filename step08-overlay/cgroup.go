@@ -101,7 +101,7 @@ func createCgroup(c config) (cg *cgroup, err error) {
 		}
 	}()
 	for _, dir := range cg.dirs {
-		removeLeftovers(filepath.Dir(dir), unix.Rmdir) // which fails while it has processes
+		removeLeftovers(filepath.Dir(dir))
 	}
 	if cg.v2 {
 		// A controller is usable in a cgroup when its parent enables it for
@@ -238,18 +238,17 @@ func cgroupName(pid string) (string, error) {
 	return self + "-" + fields[19], nil
 }
 
-// removeLeftovers removes, with remove, what runs that no longer exist
-// left under parent, named as their cgroups are: a run killed with SIGKILL
-// cannot remove its own.
-func removeLeftovers(parent string, remove func(string) error) {
+// removeLeftovers removes the cgroups, under parent, of runs that no longer
+// exist: a run killed with SIGKILL cannot remove its own.
+func removeLeftovers(parent string) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
-		pid, start, ok := strings.Cut(e.Name(), "-")
-		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || err != nil || !e.IsDir() {
-			continue // not named as runs name them
+		pid, _, ok := strings.Cut(e.Name(), "-")
+		if !ok || !e.IsDir() {
+			continue
 		}
 		if name, err := cgroupName(pid); err != nil || name != e.Name() {
-			_ = remove(filepath.Join(parent, e.Name()))
+			_ = unix.Rmdir(filepath.Join(parent, e.Name())) // fails while it has processes
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // The test binary is also the step's program: see package steptest.
-var step = &steptest.Step{Name: "step08-overlay", NeedsRoot: true, UsesRootfs: true}
+var step = &steptest.Step{Name: "step08-overlay", NeedsRoot: true, UsesRootfs: true, UsesScratch: true}
 
 func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 
@@ -23,6 +23,9 @@ func TestScratchOfSomeoneElsesIsRefused(t *testing.T) {
 func TestOverlayErrorsAreExplained(t *testing.T) { steptest.OverlayErrorsAreExplained(t, step) }
 func TestContainersDoNotSeeEachOthersWrites(t *testing.T) {
 	steptest.ContainersDoNotSeeEachOthersWrites(t, step)
+}
+func TestOtherRunsLeaveALiveContainerAlone(t *testing.T) {
+	steptest.OtherRunsLeaveALiveContainerAlone(t, step)
 }
 
 // What the steps before guarantee, still true.

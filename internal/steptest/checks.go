@@ -583,6 +583,26 @@ func ContainersDoNotSeeEachOthersWrites(t *testing.T, s *Step) {
 	assert.Equal(t, 0, a.Wait(t).Status)
 }
 
+// OtherRunsLeaveALiveContainerAlone checks that a run that cleans up after
+// killed ones leaves the directory of a live container alone, even from a
+// PID namespace where that container's run cannot be seen: its lock says
+// it is in use.
+func OtherRunsLeaveALiveContainerAlone(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := scratch(t, s)
+	a := Start(t, s.Command(t, s.RunArgs("-scratch", dir, "sh", "-c", "echo a >/mine && echo ready && read line; cat /mine")...))
+	a.WaitFor(t, "ready")
+	names := containerDirs(t, dir)
+	require.Len(t, names, 1)
+	b := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", s.Bin}, s.RunArgs("-scratch", dir, "true")...)...)
+	r := Finish(t, b)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.DirExists(t, filepath.Join(dir, names[0], "upper"), "another run removed a live container's changes")
+	require.NoError(t, a.Stdin.Close())
+	assert.Equal(t, "a", a.ReadLine(t))
+	assert.Equal(t, 0, a.Wait(t).Status)
+}
+
 // ChangesAreInTheUpperLayer checks that, while a container runs, a file it
 // writes is in its upper directory in the scratch directory, and one it
 // deletes is a whiteout there (a character device 0/0); and that when it
@@ -635,13 +655,16 @@ func KeepKeepsTheChanges(t *testing.T, s *Step) {
 	r := s.Run(t, "-scratch", layers, "-keep", "sh", "-c", "echo kept >/new")
 	require.Equal(t, 0, r.Status, r.Stderr)
 	OneLine(t, r.Stderr)
-	kept := filepath.Join(dir, "kept")
+	kept := filepath.Join(layers, "kept")
 	entries, err := os.ReadDir(kept)
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	assert.Equal(t, s.Name+": the container's changes are kept in "+filepath.Join(kept, entries[0].Name())+"\n", r.Stderr)
 	assert.Equal(t, "kept\n", readFile(t, filepath.Join(kept, entries[0].Name(), "new")))
-	assert.Empty(t, containerDirs(t, layers))
+	assert.Equal(t, []string{"kept"}, containerDirs(t, layers))
+	r = s.Run(t, "-scratch", layers, "true")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.DirExists(t, filepath.Join(kept, entries[0].Name()), "a later run removed the kept changes")
 }
 
 // ScratchOfSomeoneElsesIsRefused checks that run refuses a -scratch that
@@ -697,7 +720,7 @@ func ScratchOnOverlayIsOneLine(t *testing.T, s *Step) {
 func OverlayErrorsAreExplained(t *testing.T, s *Step) {
 	errorsAreExplained(t, s, "mount:error=%s:when=2", map[string]string{
 		"ENODEV": "mount overlay: no such device: this kernel has no overlay file system (modprobe overlay)",
-		"EINVAL": "mount overlay: invalid argument: the upper and work directories must be on one file system that can hold an upper layer",
+		"EINVAL": "mount overlay: invalid argument: the upper directory's file system cannot hold an upper layer, or the layers do not fit together (dmesg says which)",
 	})
 }
 

@@ -37,9 +37,13 @@ type Step struct {
 	Name       string // the step's folder, and its program's name
 	NeedsRoot  bool   // whether run needs root (step02 on)
 	UsesRootfs bool   // whether run takes -rootfs (step04 on)
+	// UsesScratch says whether run takes -scratch (step08 on): then every
+	// run of the tests gets one of the tests' own, not the machine's.
+	UsesScratch bool
 
-	Bin    string // the program, set up by Main
-	Rootfs string // the root filesystem it runs in, when UsesRootfs
+	Bin     string // the program, set up by Main
+	Rootfs  string // the root filesystem it runs in, when UsesRootfs
+	Scratch string // its scratch directory, when UsesScratch
 }
 
 // Main runs the step's main function if the test binary was started as the
@@ -84,6 +88,7 @@ func (s *Step) setUp(dir string) error {
 	if err := copyFile(self, s.Bin, 0o755); err != nil {
 		return err
 	}
+	s.Scratch = filepath.Join(dir, "scratch")
 	if s.UsesRootfs {
 		s.Rootfs = filepath.Join(dir, "rootfs")
 		if _, err := rootfs.Build(s.Rootfs); err != nil {
@@ -128,6 +133,9 @@ func (s *Step) withRootfs(sub string, argv ...string) []string {
 	args := []string{sub}
 	if s.UsesRootfs {
 		args = append(args, "-rootfs", s.Rootfs)
+	}
+	if s.UsesScratch {
+		args = append(args, "-scratch", s.Scratch)
 	}
 	return append(args, argv...)
 }
