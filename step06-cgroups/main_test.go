@@ -22,6 +22,9 @@ func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageEr
 func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 	steptest.SignalDuringCgroupSetupLeavesNoCgroup(t, step)
 }
+func TestOtherRunsLeaveALiveCgroupAlone(t *testing.T) {
+	steptest.OtherRunsLeaveALiveCgroupAlone(t, step)
+}
 
 // What the steps before guarantee, still true.
 func TestPsSeesOnlyTheContainer(t *testing.T)       { steptest.PsSeesOnlyTheContainer(t, step) }

@@ -36,18 +36,48 @@ var v1Controllers = []string{"pids", "memory", "cpu", "cpuacct"}
 // A cgroup is one container's: one directory on cgroup v2, one in each
 // controller's hierarchy on v1.
 type cgroup struct {
-	v2   bool
-	dirs []string
-	made []string // the directories this run made, and so may remove
-	fd   int      // on v2, its directory, open for CLONE_INTO_CGROUP
+	v2    bool
+	dirs  []string
+	made  []string // the directories this run made, and so may remove
+	locks []int    // this run's locks on them, held while it lives
+	fd    int      // on v2, its directory, open for CLONE_INTO_CGROUP
 }
 
+// mkdir makes one of the container's cgroup directories, and locks it: the
+// lock tells every other run, in any PID namespace, that this cgroup is in
+// use, from before it holds a process until run ends. Runs clean up with
+// the parent directory locked, so it is held, shared, until then.
 func (cg *cgroup) mkdir(dir string) error {
+	parent, err := lock(filepath.Dir(dir), unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
 	cg.made = append(cg.made, dir)
+	fd, err := lock(dir, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	cg.locks = append(cg.locks, fd)
 	return nil
+}
+
+// lock locks a directory with flock(2) and returns the descriptor that
+// holds the lock. The kernel lets go of it when the process ends, however
+// it ends.
+func lock(dir string, how int) (int, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Flock(fd, how); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // cgroupDirs finds the hierarchy this machine uses, and the directories of
@@ -218,6 +248,9 @@ func (cg *cgroup) remove() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	for _, fd := range cg.locks {
+		unix.Close(fd)
+	}
 }
 
 // cgroupName names the cgroup of the container that run, process pid in
@@ -238,17 +271,26 @@ func cgroupName(pid string) (string, error) {
 	return self + "-" + fields[19], nil
 }
 
-// removeLeftovers removes the cgroups, under parent, of runs that no longer
-// exist: a run killed with SIGKILL cannot remove its own.
+// removeLeftovers removes the cgroups, under parent, of runs that have
+// ended without removing theirs (killed with SIGKILL): those no run holds a
+// lock on. Whether a run lives cannot be told from its PID, which another
+// PID namespace numbers otherwise.
 func removeLeftovers(parent string) {
+	held, err := lock(parent, unix.LOCK_EX) // no run makes a cgroup meanwhile
+	if err != nil {
+		return
+	}
+	defer unix.Close(held)
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
-		pid, _, ok := strings.Cut(e.Name(), "-")
-		if !ok || !e.IsDir() {
-			continue
+		pid, start, ok := strings.Cut(e.Name(), "-")
+		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || err != nil || !e.IsDir() {
+			continue // not named as runs name them
 		}
-		if name, err := cgroupName(pid); err != nil || name != e.Name() {
-			_ = unix.Rmdir(filepath.Join(parent, e.Name())) // fails while it has processes
+		dir := filepath.Join(parent, e.Name())
+		if fd, err := lock(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			_ = unix.Rmdir(dir) // fails while it has processes
+			unix.Close(fd)
 		}
 	}
 }

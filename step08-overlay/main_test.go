@@ -44,6 +44,9 @@ func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageEr
 func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 	steptest.SignalDuringCgroupSetupLeavesNoCgroup(t, step)
 }
+func TestOtherRunsLeaveALiveCgroupAlone(t *testing.T) {
+	steptest.OtherRunsLeaveALiveCgroupAlone(t, step)
+}
 func TestPsSeesOnlyTheContainer(t *testing.T)     { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestSetupFailureIsOneLine(t *testing.T)      { steptest.SetupFailureIsOneLine(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T) { steptest.RootfsThatIsAFileIsOneLine(t, step) }

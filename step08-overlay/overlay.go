@@ -94,14 +94,17 @@ func createOverlay(c config) (overlay, error) {
 		return ov, err
 	}
 	removeOverlayLeftovers(scratch)
+	// Made and locked, as the cgroup is (cgroup.go): the lock tells every
+	// other run, in any PID namespace, that the directory is in use.
+	held, err := lock(scratch, unix.LOCK_SH)
+	if err != nil {
+		return ov, err
+	}
+	defer unix.Close(held)
 	if err := os.Mkdir(ov.dir, 0o755); err != nil {
 		return ov, err
 	}
-	// The lock says "in use" to every other run, in any PID namespace, and
-	// the kernel lets go of it when run exits, even by SIGKILL.
-	if ov.lock, err = unix.Open(ov.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		err = unix.Flock(ov.lock, unix.LOCK_EX)
-	}
+	ov.lock, err = lock(ov.dir, unix.LOCK_EX)
 	for _, d := range []string{ov.upper, ov.work, ov.merged} {
 		if err == nil {
 			err = os.Mkdir(d, 0o755)
@@ -193,10 +196,15 @@ func (ov overlay) remove(keep bool) {
 	}
 }
 
-// removeOverlayLeftovers removes the directories, in scratch, of runs that have
-// ended without removing them (killed with SIGKILL): named as runs name
-// them, and locked by no run.
+// removeOverlayLeftovers removes the directories, in scratch, of runs that
+// have ended without removing them (killed with SIGKILL): named as runs
+// name them, and locked by no run.
 func removeOverlayLeftovers(scratch string) {
+	held, err := lock(scratch, unix.LOCK_EX) // no run makes one meanwhile
+	if err != nil {
+		return
+	}
+	defer unix.Close(held)
 	entries, _ := os.ReadDir(scratch)
 	for _, e := range entries {
 		pid, start, ok := strings.Cut(e.Name(), "-")
@@ -204,16 +212,10 @@ func removeOverlayLeftovers(scratch string) {
 			continue
 		}
 		dir := filepath.Join(scratch, e.Name())
-		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
+		if fd, err := lock(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			_ = os.RemoveAll(dir)
+			unix.Close(fd)
 		}
-		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if name, err := cgroupName(pid); err != nil || name != e.Name() { // just made: not locked yet
-				_ = os.RemoveAll(dir)
-			}
-		}
-		unix.Close(fd)
 	}
 }
 

@@ -508,3 +508,20 @@ func SignalDispositionsReachTheCommand(t *testing.T, s *Step) {
 		})
 	}
 }
+
+// OtherRunsLeaveALiveCgroupAlone checks that a run that cleans up after
+// killed ones leaves alone the cgroup of a container still being set up,
+// which has no process in it yet on cgroup v1, even from a PID namespace
+// where that container's run cannot be seen. strace stops the child before
+// it joins its cgroup, and holds it there while the other run cleans up.
+func OtherRunsLeaveALiveCgroupAlone(t *testing.T, s *Step) {
+	RequireRoot(t)
+	p, run := s.StoppedAt(t, unix.SYS_PRCTL, s.RunArgs("true")...)
+	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
+	other := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", s.Bin}, s.RunArgs("true")...)...)
+	r := Finish(t, other)
+	require.Equal(t, 0, r.Status, "the other run: %s", r.Stderr)
+	require.NoError(t, unix.Kill(child, unix.SIGCONT))
+	r = p.Wait(t)
+	assert.Equal(t, 0, r.Status, "the run held before its child joined its cgroup: %s", r.Stderr)
+}
