@@ -284,7 +284,7 @@ func removeLeftovers(parent string) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
 		pid, start, ok := strings.Cut(e.Name(), "-")
-		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || err != nil || !e.IsDir() {
+		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || pid == "" || start == "" || err != nil || !e.IsDir() {
 			continue // not named as runs name them
 		}
 		dir := filepath.Join(parent, e.Name())

@@ -159,7 +159,7 @@ func child(args []string) error {
 	// mount namespace, and mounts the old root on top of it, at /: no
 	// directory of the container's has to hold it (pivot_root(2), NOTES).
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return pivotRootError(c.rootfs, err)
+		return pivotRootError(ov.merged, err)
 	}
 	// Detach the old root, the top mount at /, with the namespace's copies
 	// of every host mount under it. A plain unmount would fail while the

@@ -17,8 +17,8 @@ import (
 
 // defaultScratch is where the containers' upper and work directories go,
 // one directory per container, named as its cgroup is. /var/lib is on the
-// machine's own disk, as the root filesystem is in the VMs: not /tmp, which
-// Debian 13 makes a tmpfs, in memory, nor a VM's shared folder.
+// machine's own disk, as the root filesystem is in Lima's VM: not /tmp,
+// which Debian 13 makes a tmpfs, in memory, nor a VM's shared folder.
 const defaultScratch = "/var/lib/containers-from-scratch/containers"
 
 // scratchMarker marks a scratch directory as this program's: run removes
@@ -183,7 +183,7 @@ func (ov overlay) remove(keep bool) {
 			err = os.Rename(ov.upper, kept)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: -keep: %v: the changes stay in %s\n", prog, err, ov.upper)
+			fmt.Fprintf(os.Stderr, "%s: -keep: %v: the changes stay in %s until the next run\n", prog, err, ov.upper)
 			return
 		}
 		fmt.Fprintf(os.Stderr, "%s: the container's changes are kept in %s\n", prog, kept)
@@ -208,7 +208,7 @@ func removeOverlayLeftovers(scratch string) {
 	entries, _ := os.ReadDir(scratch)
 	for _, e := range entries {
 		pid, start, ok := strings.Cut(e.Name(), "-")
-		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || err != nil || !e.IsDir() {
+		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || pid == "" || start == "" || err != nil || !e.IsDir() {
 			continue
 		}
 		dir := filepath.Join(scratch, e.Name())

@@ -89,7 +89,7 @@ step "building the root filesystem in $repo/rootfs"
 
 step "making a shell in the VM start in the repository"
 profile="$(getent passwd "$user" | cut -d: -f6)/.bashrc"
-line="cd '$repo' # added by containers-from-scratch's vm/provision.sh"
+line="cd $(printf %q "$repo") # added by containers-from-scratch's vm/provision.sh"
 grep -qxF "$line" "$profile" 2>/dev/null || echo "$line" >>"$profile"
 chown "$user:" "$profile"
 

@@ -135,7 +135,9 @@ func UpdateDiffs(root string) ([]string, error) {
 // What follows "console" on the opening line, which GitHub does not show,
 // tells the tests more: "terminal=2" puts the block in a second terminal
 // window (the first is terminal 1); "cgroup=2" or "cgroup=1" makes it
-// apply only on that version of cgroups. A block that starts with output rather
+// apply only on that version of cgroups; "ready=REGEXP", on a block whose
+// last command is left running, says when it is: once a process of its
+// command line (arguments joined by spaces) matches. A block that starts with output rather
 // than a command continues the command left running in its terminal: the
 // command the block before it in that terminal ended with, which keeps
 // running while other terminals' blocks run. "^C" at its start is Ctrl-C
@@ -150,6 +152,7 @@ type Transcript struct {
 	Then     string // output before the first command: the end of what runs in this terminal
 	Commands []Command
 	Cgroup   int    // 1 or 2 if the block is for that version of cgroups only
+	Ready    string // a regexp: the command left running is ready once a process's command line matches
 	Path     string // for a file block: where to save Content
 	Content  string
 }
@@ -185,6 +188,8 @@ func Transcripts(readme string) []Transcript {
 					t.Terminal, _ = strconv.Atoi(v)
 				case "cgroup":
 					t.Cgroup, _ = strconv.Atoi(v)
+				case "ready":
+					t.Ready = v
 				case "file":
 					t.Path = v
 				}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -69,7 +70,7 @@ type reader struct {
 	dir      string // the reader's copy of the repository
 	uid, gid int
 	running  map[int]*background
-	sessions []int // of the commands run so far
+	sessions map[int]string // of the commands run so far: leader's PID, its start time
 }
 
 // background is a command left running in a terminal.
@@ -120,7 +121,7 @@ func newReader(t *testing.T, programs string) *reader {
 // follow runs a page's blocks in order.
 func (r *reader) follow(t *testing.T, readme string, blocks []Transcript) {
 	t.Helper()
-	r.sessions, r.running = nil, map[int]*background{}
+	r.sessions, r.running = map[int]string{}, map[int]*background{}
 	t.Cleanup(func() {
 		if left := r.leftovers(); len(left) > 0 {
 			t.Errorf("%s: the page's commands left running:\n%s", readme, strings.Join(left, "\n"))
@@ -140,7 +141,7 @@ func (r *reader) follow(t *testing.T, readme string, blocks []Transcript) {
 		}
 		for j, c := range b.Commands {
 			if j == len(b.Commands)-1 && continued(blocks[i+1:], b.Terminal) {
-				r.start(t, readme, b.Terminal, c)
+				r.start(t, readme, b.Terminal, c, b.Ready)
 				continue
 			}
 			require.Nil(t, r.running[b.Terminal], "%s:%d: terminal %d still runs the command of line %d", readme, c.Line, b.Terminal, r.line(b.Terminal))
@@ -192,6 +193,7 @@ func continued(later []Transcript, terminal int) bool {
 // save writes a file the page asks the reader to save.
 func (r *reader) save(t *testing.T, path, content string) {
 	t.Helper()
+	require.False(t, filepath.IsAbs(path) || strings.Contains(path, ".."), "a file= path must stay in the repository: %s", path)
 	full := filepath.Join(r.dir, path)
 	require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
 	require.NoError(t, os.WriteFile(full, []byte(content), 0o644))
@@ -223,12 +225,15 @@ func (r *reader) shell(text, shell string, args ...string) *exec.Cmd {
 		"PROGRAMS="+r.programs,
 		fmt.Sprintf("READER=%d:%d", r.uid, r.gid),
 		"GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local", "GOPROXY=off")
-	if !strings.Contains(text, "sudo") && !isGo(text) {
+	if !saysSudo.MatchString(text) && !isGo(text) {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}
 		cmd.Env = append(cmd.Env, "HOME="+r.dir)
 	}
 	return cmd
 }
+
+// saysSudo matches a command line that runs sudo.
+var saysSudo = regexp.MustCompile(`(^|[\s;&|(])sudo\s`)
 
 // isGo reports whether a command line runs the go command, after any
 // variables set for it.
@@ -260,7 +265,7 @@ func (r *reader) run(t *testing.T, c Command) string {
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Start()
 	require.NoError(t, err, "$ %s", c.Text)
-	r.sessions = append(r.sessions, cmd.Process.Pid)
+	r.sessions[cmd.Process.Pid] = startTime(cmd.Process.Pid)
 	err = cmd.Wait()
 	if _, exited := err.(*exec.ExitError); err != nil && !exited {
 		require.NoError(t, err, "$ %s", c.Text)
@@ -298,6 +303,20 @@ type process struct {
 	args       string
 }
 
+// startTime is a process's start time, in clock ticks since boot (field
+// 22 of its stat file), or "" if it is gone.
+func startTime(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
 // processes lists the processes there are.
 func processes() []process {
 	var ps []process
@@ -329,7 +348,13 @@ func processes() []process {
 func (r *reader) leftovers() []string {
 	var left []string
 	for _, p := range processes() {
-		if slices.Contains(r.sessions, p.sid) && p.state != "Z" { // a zombie has ended already
+		start, ours := r.sessions[p.sid]
+		// A session whose leader's PID now names a process started later
+		// is someone else's.
+		if now := startTime(p.sid); now != "" && now != start {
+			ours = false
+		}
+		if ours && p.state != "Z" { // a zombie has ended already
 			left = append(left, fmt.Sprintf("%d %s", p.pid, p.args))
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
@@ -339,14 +364,16 @@ func (r *reader) leftovers() []string {
 
 // start starts a command in a terminal and leaves it running once it has
 // shown what the page shows and its container's command runs.
-func (r *reader) start(t *testing.T, readme string, terminal int, c Command) {
+func (r *reader) start(t *testing.T, readme string, terminal int, c Command, ready string) {
 	t.Helper()
 	require.Empty(t, c.Input, "%s:%d: a command left running takes no input", readme, c.Line)
+	require.NotEmpty(t, ready, "%s:%d: a command left running needs ready=REGEXP in its block's options: the process the next block waits for", readme, c.Line)
 	term := steptest.StartOnTerminal(t, r.onTerminal(c.Text))
-	r.sessions = append(r.sessions, term.PID())
+	r.sessions[term.PID()] = startTime(term.PID())
 	r.running[terminal] = &background{term: term, shown: c.Output, line: c.Line}
 	deadline := time.Now().Add(20 * time.Second)
-	for !(Matches(c.Output+"…", term.Shown()) && settled(term)) {
+	readyRE := regexp.MustCompile(ready)
+	for !(Matches(c.Output+"…", term.Shown()) && settled(term) && running(term, readyRE)) {
 		if term.Exited() || time.Now().After(deadline) {
 			t.Fatalf("%s:%d: $ %s\nshould keep running after showing:\n%s\nit showed:\n%s", readme, c.Line, c.Text, c.Output, term.Shown())
 		}
@@ -370,6 +397,18 @@ func settled(term *steptest.Terminal) bool {
 		}
 	}
 	return started
+}
+
+// running reports whether a process in what a terminal runs has a command
+// line that matches re.
+func running(term *steptest.Terminal, re *regexp.Regexp) bool {
+	for _, pid := range tree(term.PID()) {
+		args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if re.MatchString(strings.ReplaceAll(strings.TrimRight(string(args), "\x00"), "\x00", " ")) {
+			return true
+		}
+	}
+	return false
 }
 
 // isStep reports whether a process runs one of the steps' programs, as

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -394,7 +395,8 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 	// Any mount at or under the root filesystem: its /proc, or (step07 on)
 	// the root filesystem itself.
 	container := " " + s.Rootfs
-	script := `"$0" run -rootfs "$1" sh -c 'echo ready; read line; exit 0'; echo "status $?"; cat /proc/self/mountinfo`
+	script := `"$0" "$@"; echo "status $?"; cat /proc/self/mountinfo`
+	args := append([]string{s.Bin}, s.RunArgs("sh", "-c", "echo ready; read line; exit 0")...)
 
 	for _, end := range []string{"command exits", "command killed", "run killed"} {
 		t.Run(end, func(t *testing.T) {
@@ -402,13 +404,16 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 			// on a host whose mounts are shared would make the simulated
 			// host's mounts peers of the real one's, and a leak would
 			// reach the machine running the tests.
-			cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "mount --make-rshared / && "+script, s.Bin, s.Rootfs)
+			cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", "mount --make-rshared / && " + script}, args...)...)
 			p := Start(t, cmd)
 			p.WaitFor(t, "ready")
 
 			host := readFile(t, fmt.Sprintf("/proc/%d/mountinfo", cmd.Process.Pid))
 			require.Regexp(t, `(?m)^\S+ \S+ \S+ \S+ / \S+ shared:`, host, "the simulated host's / is not shared")
 			assert.NotContains(t, host, container, "the container's mounts show on the host during the run")
+			if s.UsesScratch {
+				assert.NotContains(t, host, " "+s.Scratch, "the container's overlay shows on the host during the run")
+			}
 
 			run := ChildPID(t, cmd.Process.Pid)
 			want := "status 0"
@@ -426,6 +431,9 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 			r := p.Wait(t)
 			require.Equal(t, 0, r.Status, r.Stderr)
 			assert.NotContains(t, r.Stdout, container, "the container's mounts are left on the host")
+			if s.UsesScratch {
+				assert.NotContains(t, r.Stdout, " "+s.Scratch, "the container's overlay is left on the host")
+			}
 		})
 	}
 }
@@ -473,15 +481,20 @@ func OnlyTheContainersMounts(t *testing.T, s *Step) {
 // which the kernel returns for several reasons, come in one line that says
 // what they mean. strace makes the call fail.
 func PivotRootErrorsAreExplained(t *testing.T, s *Step) {
+	// The new root: the root filesystem, or from step08 on, its overlay.
+	into := regexp.QuoteMeta("pivot_root into " + s.Rootfs)
+	if s.UsesScratch {
+		into = regexp.QuoteMeta("pivot_root into "+s.Scratch+"/") + `\d+-\d+/merged`
+	}
 	errorsAreExplained(t, s, "pivot_root:error=%s", map[string]string{
-		"EINVAL": "pivot_root into " + s.Rootfs + ": invalid argument: the new root is not a mount point, or a mount involved is shared",
-		"EBUSY":  "pivot_root into " + s.Rootfs + ": device or resource busy: the new root is on the same mount as the current one",
+		"EINVAL": into + ": invalid argument: the new root is not a mount point, or a mount involved is shared",
+		"EBUSY":  into + ": device or resource busy: the new root is on the same mount as the current one",
 	})
 }
 
 // errorsAreExplained makes a system call fail, with strace's inject (a
 // format for the errno), with each errno in turn, and checks that the
-// step says, in one line, what the error means.
+// step says, in one line, what the error means (a regexp).
 func errorsAreExplained(t *testing.T, s *Step, inject string, meanings map[string]string) {
 	RequireRoot(t)
 	for errno, meaning := range meanings {
@@ -490,7 +503,7 @@ func errorsAreExplained(t *testing.T, s *Step, inject string, meanings map[strin
 			r := Finish(t, cmd)
 			assert.Equal(t, 1, r.Status)
 			OneLine(t, r.Stderr)
-			assert.Contains(t, r.Stderr, s.Name+": "+meaning)
+			assert.Regexp(t, "^"+regexp.QuoteMeta(s.Name+": ")+meaning, r.Stderr)
 		})
 	}
 }
@@ -634,8 +647,10 @@ func ChangesAreInTheUpperLayer(t *testing.T, s *Step) {
 				require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
 				assert.Equal(t, 137, p.Wait(t).Status)
 			case "run killed":
+				child := ChildPID(t, p.Cmd.Process.Pid)
 				require.NoError(t, unix.Kill(p.Cmd.Process.Pid, unix.SIGKILL))
 				p.Wait(t)
+				require.Eventually(t, func() bool { return Gone(child) }, patience, time.Millisecond, "the container outlived its run")
 				assert.Len(t, containerDirs(t, dir), 1, "a killed run cannot clean up")
 				r := s.Run(t, "-scratch", dir, "true")
 				require.Equal(t, 0, r.Status, r.Stderr)
@@ -719,8 +734,8 @@ func ScratchOnOverlayIsOneLine(t *testing.T, s *Step) {
 // child's second mount is the overlay's.
 func OverlayErrorsAreExplained(t *testing.T, s *Step) {
 	errorsAreExplained(t, s, "mount:error=%s:when=2", map[string]string{
-		"ENODEV": "mount overlay: no such device: this kernel has no overlay file system (modprobe overlay)",
-		"EINVAL": "mount overlay: invalid argument: the upper directory's file system cannot hold an upper layer, or the layers do not fit together (dmesg says which)",
+		"ENODEV": regexp.QuoteMeta("mount overlay: no such device: this kernel has no overlay file system (modprobe overlay)"),
+		"EINVAL": regexp.QuoteMeta("mount overlay: invalid argument: the upper directory's file system cannot hold an upper layer, or the layers do not fit together (dmesg says which)"),
 	})
 }
 
@@ -730,7 +745,11 @@ func SetupFailureIsOneLine(t *testing.T, s *Step) {
 	RequireRoot(t)
 	noProc := t.TempDir()
 	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
-	r := s.Exec(t, "run", "-rootfs", noProc, "true")
+	args := []string{"run", "-rootfs", noProc}
+	if s.UsesScratch {
+		args = append(args, "-scratch", s.Scratch)
+	}
+	r := s.Exec(t, append(args, "true")...)
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)
 	assert.Contains(t, r.Stderr, "mount proc on /proc: no such file or directory")
