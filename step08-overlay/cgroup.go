@@ -43,26 +43,35 @@ type cgroup struct {
 	fd    int      // on v2, its directory, open for CLONE_INTO_CGROUP
 }
 
-// mkdir makes one of the container's cgroup directories, and locks it: the
-// lock tells every other run, in any PID namespace, that this cgroup is in
-// use, from before it holds a process until run ends. Runs clean up with
-// the parent directory locked, so it is held, shared, until then.
+// mkdir makes one of the container's cgroup directories, locked.
 func (cg *cgroup) mkdir(dir string) error {
-	parent, err := lock(filepath.Dir(dir), unix.LOCK_SH)
+	fd, err := mkdirLocked(dir)
 	if err != nil {
 		return err
+	}
+	cg.made, cg.locks = append(cg.made, dir), append(cg.locks, fd)
+	return nil
+}
+
+// mkdirLocked makes a directory and locks it: the lock tells every other
+// run, in any PID namespace, that it is in use, from before it holds
+// anything until this run ends. Runs clean up (removeLeftovers) with the
+// parent directory locked, so it is held, shared, until then. It returns
+// the descriptor that holds the lock.
+func mkdirLocked(dir string) (int, error) {
+	parent, err := lock(filepath.Dir(dir), unix.LOCK_SH)
+	if err != nil {
+		return -1, err
 	}
 	defer unix.Close(parent)
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return err
+		return -1, err
 	}
-	cg.made = append(cg.made, dir)
 	fd, err := lock(dir, unix.LOCK_EX)
 	if err != nil {
-		return err
+		_ = os.Remove(dir)
 	}
-	cg.locks = append(cg.locks, fd)
-	return nil
+	return fd, err
 }
 
 // lock locks a directory with flock(2) and returns the descriptor that
@@ -131,7 +140,7 @@ func createCgroup(c config) (cg *cgroup, err error) {
 		}
 	}()
 	for _, dir := range cg.dirs {
-		removeLeftovers(filepath.Dir(dir))
+		removeLeftovers(filepath.Dir(dir), unix.Rmdir) // which fails while it has processes
 	}
 	if cg.v2 {
 		// A controller is usable in a cgroup when its parent enables it for
@@ -271,11 +280,12 @@ func cgroupName(pid string) (string, error) {
 	return self + "-" + fields[19], nil
 }
 
-// removeLeftovers removes the cgroups, under parent, of runs that have
-// ended without removing theirs (killed with SIGKILL): those no run holds a
-// lock on. Whether a run lives cannot be told from its PID, which another
-// PID namespace numbers otherwise.
-func removeLeftovers(parent string) {
+// removeLeftovers removes, with remove, what runs that have ended left
+// under parent without removing it (killed with SIGKILL): directories
+// named as runs name them that no run holds a lock on. Whether a run lives
+// cannot be told from its PID, which another PID namespace numbers
+// otherwise.
+func removeLeftovers(parent string, remove func(string) error) {
 	held, err := lock(parent, unix.LOCK_EX) // no run makes a cgroup meanwhile
 	if err != nil {
 		return
@@ -289,7 +299,7 @@ func removeLeftovers(parent string) {
 		}
 		dir := filepath.Join(parent, e.Name())
 		if fd, err := lock(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			_ = unix.Rmdir(dir) // fails while it has processes
+			_ = remove(dir)
 			unix.Close(fd)
 		}
 	}

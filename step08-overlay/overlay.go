@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -93,18 +92,11 @@ func createOverlay(c config) (overlay, error) {
 	if err := claimScratch(scratch); err != nil {
 		return ov, err
 	}
-	removeOverlayLeftovers(scratch)
-	// Made and locked, as the cgroup is (cgroup.go): the lock tells every
-	// other run, in any PID namespace, that the directory is in use.
-	held, err := lock(scratch, unix.LOCK_SH)
-	if err != nil {
+	// Cleaned up, made and locked as the cgroups are (cgroup.go).
+	removeLeftovers(scratch, os.RemoveAll)
+	if ov.lock, err = mkdirLocked(ov.dir); err != nil {
 		return ov, err
 	}
-	defer unix.Close(held)
-	if err := os.Mkdir(ov.dir, 0o755); err != nil {
-		return ov, err
-	}
-	ov.lock, err = lock(ov.dir, unix.LOCK_EX)
 	for _, d := range []string{ov.upper, ov.work, ov.merged} {
 		if err == nil {
 			err = os.Mkdir(d, 0o755)
@@ -193,29 +185,6 @@ func (ov overlay) remove(keep bool) {
 	}
 	if ov.lock > 0 {
 		unix.Close(ov.lock)
-	}
-}
-
-// removeOverlayLeftovers removes the directories, in scratch, of runs that
-// have ended without removing them (killed with SIGKILL): named as runs
-// name them, and locked by no run.
-func removeOverlayLeftovers(scratch string) {
-	held, err := lock(scratch, unix.LOCK_EX) // no run makes one meanwhile
-	if err != nil {
-		return
-	}
-	defer unix.Close(held)
-	entries, _ := os.ReadDir(scratch)
-	for _, e := range entries {
-		pid, start, ok := strings.Cut(e.Name(), "-")
-		if _, err := strconv.ParseUint(pid+start, 10, 64); !ok || pid == "" || start == "" || err != nil || !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(scratch, e.Name())
-		if fd, err := lock(dir, unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			_ = os.RemoveAll(dir)
-			unix.Close(fd)
-		}
 	}
 }
 
