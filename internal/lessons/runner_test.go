@@ -303,40 +303,51 @@ type process struct {
 	args       string
 }
 
-// startTime is a process's start time, in clock ticks since boot (field
-// 22 of its stat file), or "" if it is gone.
-func startTime(pid int) string {
+// stat returns the fields of a process's stat file from its state on
+// (field 3; the name before it may hold anything), or nil if it is gone.
+func stat(pid int) []string {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return ""
+		return nil
 	}
 	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
 	if len(fields) < 20 {
-		return ""
+		return nil
 	}
-	return fields[19]
+	return fields
+}
+
+// startTime is a process's start time, in clock ticks since boot (field
+// 22 of its stat file), or "" if it is gone.
+func startTime(pid int) string {
+	if f := stat(pid); f != nil {
+		return f[19]
+	}
+	return ""
+}
+
+// parent is the parent of a process (field 4), or 0.
+func parent(pid int) int {
+	if f := stat(pid); f != nil {
+		ppid, _ := strconv.Atoi(f[1])
+		return ppid
+	}
+	return 0
 }
 
 // processes lists the processes there are.
 func processes() []process {
 	var ps []process
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, stat := range stats {
-		data, err := os.ReadFile(stat)
-		if err != nil {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		f := stat(pid)
+		if f == nil {
 			continue
 		}
-		// The fields after the command's name, which may hold anything.
-		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		if len(fields) < 4 {
-			continue
-		}
-		p := process{state: fields[0]}
-		p.sid, _ = strconv.Atoi(fields[3])
-		p.pid, _ = strconv.Atoi(strings.Split(stat, "/")[2])
-		p.exe, _ = os.Readlink(filepath.Join(filepath.Dir(stat), "exe"))
-		args, _ := os.ReadFile(filepath.Join(filepath.Dir(stat), "cmdline"))
-		p.args = string(bytes.ReplaceAll(bytes.TrimRight(args, "\x00"), []byte{0}, []byte{' '}))
+		p := process{pid: pid, state: f[0], args: steptest.Cmdline(pid)}
+		p.sid, _ = strconv.Atoi(f[3])
+		p.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 		ps = append(ps, p)
 	}
 	return ps
@@ -403,8 +414,7 @@ func settled(term *steptest.Terminal) bool {
 // line that matches re.
 func running(term *steptest.Terminal, re *regexp.Regexp) bool {
 	for _, pid := range tree(term.PID()) {
-		args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if re.MatchString(strings.ReplaceAll(strings.TrimRight(string(args), "\x00"), "\x00", " ")) {
+		if re.MatchString(steptest.Cmdline(pid)) {
 			return true
 		}
 	}
@@ -419,30 +429,11 @@ func isStep(pid int) bool {
 	return slices.Contains(Steps, filepath.Base(exe))
 }
 
-// parent is the parent of a process, or 0.
-func parent(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	if len(fields) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
-}
-
 // tree lists a process and all its descendants.
 func tree(pid int) []int {
 	all := []int{pid}
 	for i := 0; i < len(all); i++ {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", all[i]))
-		for _, task := range tasks {
-			kids, _ := os.ReadFile(task)
-			for _, f := range strings.Fields(string(kids)) {
-				if n, err := strconv.Atoi(f); err == nil {
-					all = append(all, n)
-				}
-			}
-		}
+		all = append(all, steptest.Children(all[i])...)
 	}
 	return all
 }

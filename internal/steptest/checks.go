@@ -180,7 +180,7 @@ func ChildRefusesOnTheHost(t *testing.T, s *Step) {
 	// into would.
 	script := `"$0" "$@"; status=$?; echo "hostname after: $(hostname)"; exit $status`
 	args := append([]string{"--uts", "--mount", "--propagation", "unchanged", "sh", "-c", script, s.Bin},
-		s.withRootfs("child", "hostname")...)
+		s.args("child", s.Rootfs, "hostname")...)
 	r := Finish(t, exec.Command("unshare", args...))
 	assert.Equal(t, 2, r.Status)
 	assert.Contains(t, r.Stderr, `"child" is internal`)
@@ -745,11 +745,7 @@ func SetupFailureIsOneLine(t *testing.T, s *Step) {
 	RequireRoot(t)
 	noProc := t.TempDir()
 	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
-	args := []string{"run", "-rootfs", noProc}
-	if s.UsesScratch {
-		args = append(args, "-scratch", s.Scratch)
-	}
-	r := s.Exec(t, append(args, "true")...)
+	r := s.Exec(t, s.RunIn(noProc, "true")...)
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)
 	assert.Contains(t, r.Stderr, "mount proc on /proc: no such file or directory")

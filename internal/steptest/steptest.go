@@ -126,13 +126,18 @@ func (s *Step) requireRoot(t *testing.T) {
 // RunArgs is the command line that makes the step run argv: "run", the
 // root filesystem if the step takes one, then argv.
 func (s *Step) RunArgs(argv ...string) []string {
-	return s.withRootfs("run", argv...)
+	return s.args("run", s.Rootfs, argv...)
 }
 
-func (s *Step) withRootfs(sub string, argv ...string) []string {
+// RunIn is RunArgs with another root filesystem.
+func (s *Step) RunIn(rootfs string, argv ...string) []string {
+	return s.args("run", rootfs, argv...)
+}
+
+func (s *Step) args(sub, rootfs string, argv ...string) []string {
 	args := []string{sub}
 	if s.UsesRootfs {
-		args = append(args, "-rootfs", s.Rootfs)
+		args = append(args, "-rootfs", rootfs)
 	}
 	if s.UsesScratch {
 		args = append(args, "-scratch", s.Scratch)

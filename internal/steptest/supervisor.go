@@ -93,8 +93,8 @@ func (s *Step) tracedRun(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	var run int
 	require.Eventually(t, func() bool {
-		for _, pid := range children(cmd.Process.Pid) {
-			if strings.HasPrefix(cmdline(pid), s.Bin+" ") {
+		for _, pid := range Children(cmd.Process.Pid) {
+			if strings.HasPrefix(Cmdline(pid), s.Bin+" ") {
 				run = pid
 				return true
 			}
@@ -105,7 +105,7 @@ func (s *Step) tracedRun(t *testing.T, cmd *exec.Cmd) int {
 	// program waiting for it, after strace is gone: a killed program takes
 	// its child with it (the parent-death signal).
 	t.Cleanup(func() {
-		if strings.HasPrefix(cmdline(run), s.Bin+" ") {
+		if strings.HasPrefix(Cmdline(run), s.Bin+" ") {
 			_ = unix.Kill(run, unix.SIGKILL)
 		}
 	})
@@ -122,7 +122,7 @@ func tasks(pid int) []string {
 }
 
 // children returns the children of process pid.
-func children(pid int) []int {
+func Children(pid int) []int {
 	var pids []int
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	for _, task := range tasks {
@@ -172,7 +172,7 @@ func ChildStoppedIn(t *testing.T, pid, nr int) int {
 	t.Helper()
 	var child int
 	require.Eventually(t, func() bool {
-		for _, c := range children(pid) {
+		for _, c := range Children(pid) {
 			if stoppedIn(c, nr) {
 				child = c
 				return true
@@ -185,7 +185,8 @@ func ChildStoppedIn(t *testing.T, pid, nr int) int {
 
 // cmdline returns the command line of process pid, its arguments joined by
 // spaces, or "" once it has gone.
-func cmdline(pid int) string {
+// Cmdline is process pid's command line, its arguments joined by spaces.
+func Cmdline(pid int) string {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
 }
@@ -206,7 +207,7 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	p, run := s.HeldBefore(t, unix.SYS_PRCTL, 2*time.Second, s.RunArgs("sleep", marker)...)
 	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
 	t.Cleanup(func() {
-		if strings.Contains(cmdline(child), marker) {
+		if strings.Contains(Cmdline(child), marker) {
 			_ = unix.Kill(child, unix.SIGKILL)
 		}
 		var status unix.WaitStatus
@@ -216,9 +217,9 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	// The child goes on once strace lets it: it either exits, or becomes
 	// the command.
 	require.Eventually(t, func() bool {
-		return Gone(child) || strings.HasPrefix(cmdline(child), "sleep ")
+		return Gone(child) || strings.HasPrefix(Cmdline(child), "sleep ")
 	}, patience, time.Millisecond)
-	assert.True(t, Gone(child), "the container (%q, PID %d) outlived the killed run", cmdline(child), child)
+	assert.True(t, Gone(child), "the container (%q, PID %d) outlived the killed run", Cmdline(child), child)
 	p.Wait(t)
 }
 
@@ -477,7 +478,7 @@ func EmptyRootfsIsAUsageError(t *testing.T, s *Step) {
 // describe tells what a process is doing, for a failed test's message.
 func describe(pid int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%q", cmdline(pid))
+	fmt.Fprintf(&b, "%q", Cmdline(pid))
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	for _, task := range tasks {
 		call, _ := os.ReadFile(task + "/syscall")
