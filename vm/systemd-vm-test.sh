@@ -46,7 +46,7 @@ trap cleanup EXIT
 # --- the system image, built once ---------------------------------------
 
 image=$cache/debian-$suite-systemd-vm.img
-packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates,strace,git
+packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates,strace,git,iproute2,iputils-ping
 # Bump image_version when what goes into the image changes.
 image_version=3
 recipe="$suite $packages $image_version"

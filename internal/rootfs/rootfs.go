@@ -31,7 +31,7 @@ import (
 var Commands = []string{
 	"sh", "bash", "ls", "ps", "mount", "umount", "hostname", "cat", "echo",
 	"sleep", "touch", "rm", "mkdir", "id", "env", "grep", "kill", "readlink",
-	"true", "false", "uname", "head",
+	"true", "false", "uname", "head", "ip", "ping",
 }
 
 // debianPackages names the package to install for a command that is not in
@@ -39,6 +39,7 @@ var Commands = []string{
 var debianPackages = map[string]string{
 	"ps": "procps", "kill": "procps", "hostname": "hostname", "mount": "mount",
 	"umount": "mount", "bash": "bash", "grep": "grep", "sh": "dash",
+	"ip": "iproute2", "ping": "iputils-ping",
 }
 
 // Marker is the file that tells Build a directory is its own, so that it
