@@ -41,7 +41,13 @@ import (
 //
 // A block with "cgroup=1" or "cgroup=2" among its options runs only on
 // that version of cgroups (v1 meaning the pids controller's own hierarchy):
-// the pages show both, and CI runs these tests on both.
+// the pages show both, and CI runs these tests on both. A block with
+// "notrun" is not run: it would change the machine (exercise 2 of step09
+// sets up NAT).
+//
+// The pages' containers get networks of their own from step09 on, with a
+// cable to the host: the tests run in a network namespace that TestMain
+// makes for them, so that no packet reaches the machine's real network.
 func TestTranscriptsRun(t *testing.T) {
 	steptest.RequireRoot(t)
 	programs := buildPrograms(t)
@@ -166,6 +172,8 @@ func (r *reader) line(terminal int) int {
 func skipped(b Transcript) string {
 	v1 := isDir("/sys/fs/cgroup/pids")
 	switch {
+	case b.NotRun:
+		return "marked notrun: it would change the machine"
 	case b.Cgroup == 1 && !v1:
 		return "for cgroup v1"
 	case b.Cgroup == 2 && v1:
@@ -384,7 +392,10 @@ func (r *reader) start(t *testing.T, readme string, terminal int, c Command, rea
 	r.running[terminal] = &background{term: term, shown: c.Output, line: c.Line}
 	deadline := time.Now().Add(20 * time.Second)
 	readyRE := regexp.MustCompile(ready)
-	for !(Matches(c.Output+"…", term.Shown()) && settled(term) && running(term, readyRE)) {
+	// What it shows first, and maybe more: "…" after the last line's end,
+	// which Matches would otherwise take for white space that must be there.
+	shown := strings.TrimRight(c.Output, "\n") + "…"
+	for !(Matches(shown, term.Shown()) && settled(term) && running(term, readyRE)) {
 		if term.Exited() || time.Now().After(deadline) {
 			t.Fatalf("%s:%d: $ %s\nshould keep running after showing:\n%s\nit showed:\n%s", readme, c.Line, c.Text, c.Output, term.Shown())
 		}
