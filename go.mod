@@ -6,6 +6,12 @@ go 1.24.0
 
 require (
 	github.com/stretchr/testify v1.12.1
+	// step09-net sets up its network with netlink, the kernel's interface
+	// that ip uses. vishvananda/netlink is the package that Docker and most
+	// Go runtimes use for it: hand-packed netlink messages would bury the
+	// lesson. netns, its companion, opens a process's network namespace.
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.40.0
 )
 

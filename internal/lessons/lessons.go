@@ -22,7 +22,7 @@ import (
 )
 
 // Steps are the step folders, in course order.
-var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay"}
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net"}
 
 // Diff returns "diff -u" of the previous step's Go files against this
 // step's, main.go first, then the others that changed or are new, by name;
@@ -77,6 +77,7 @@ var PlumbingChanges = map[string]string{
 	"step02-uts":        `run starts a "child" in new namespaces: root is needed, the child checks its namespaces and that run is alive, and run holds signals until the command runs`,
 	"step04-chroot":     `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
 	"step07-pivot-root": `pivot_root's errors, each of which has several causes, say what they mean`,
+	"step09-net":        `run does its part of the setup, the network, between starting the child and waiting for it; the handover stays file descriptor 3, and main.go's files follow it`,
 }
 
 // diffBlock finds the diff block of the "What changed" section.
@@ -153,6 +154,7 @@ type Transcript struct {
 	Commands []Command
 	Cgroup   int    // 1 or 2 if the block is for that version of cgroups only
 	Ready    string // a regexp: the command left running is ready once a process's command line matches
+	NotRun   bool   // "notrun": the tests do not run it (it would change the machine: a firewall, forwarding)
 	Path     string // for a file block: where to save Content
 	Content  string
 }
@@ -192,6 +194,8 @@ func Transcripts(readme string) []Transcript {
 					t.Ready = v
 				case "file":
 					t.Path = v
+				case "notrun":
+					t.NotRun = true
 				}
 			}
 			if m[2] != "console" && t.Path == "" {

@@ -40,6 +40,9 @@ type Step struct {
 	// UsesScratch says whether run takes -scratch (step08 on): then every
 	// run of the tests gets one of the tests' own, not the machine's.
 	UsesScratch bool
+	// UsesNetwork says whether run wires a network (step09 on): then the
+	// tests run in a network namespace of their own (InOwnNetwork).
+	UsesNetwork bool
 
 	Bin     string // the program, set up by Main
 	Rootfs  string // the root filesystem it runs in, when UsesRootfs
@@ -55,6 +58,9 @@ func Main(m *testing.M, s *Step, stepMain func()) {
 		os.Exit(0)
 	case breakoutName:
 		breakout(os.Args[1])
+	}
+	if s.UsesNetwork {
+		os.Exit(InOwnNetwork(func() int { return s.runTests(m) }))
 	}
 	os.Exit(s.runTests(m))
 }

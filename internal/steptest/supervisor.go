@@ -37,6 +37,7 @@ var syscalls = map[int]string{
 	unix.SYS_PRCTL:       "prctl",
 	unix.SYS_SETHOSTNAME: "sethostname",
 	unix.SYS_MKDIRAT:     "mkdirat",
+	unix.SYS_SOCKET:      "socket",
 }
 
 // StoppedAt starts the step's program with these arguments under strace,

@@ -1,0 +1,214 @@
+package steptest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// --- step09: network namespace and veth ---
+
+// The addresses of the first container's cable, in run's default subnet
+// 10.200.0.0/24, and of the second's.
+const (
+	HostEnd      = "10.200.0.1"
+	ContainerEnd = "10.200.0.2"
+	secondHost   = "10.200.0.5"
+	secondInside = "10.200.0.6"
+)
+
+// ip runs ip(8) on the host (the tests' own network namespace).
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+// hostNetwork describes the host's network: its links by name, its IPv4
+// addresses and its IPv4 routes.
+func hostNetwork(t *testing.T) string {
+	t.Helper()
+	var links []string
+	for _, line := range strings.Split(ip(t, "-br", "link"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			links = append(links, f[0])
+		}
+	}
+	return "links: " + strings.Join(links, " ") + "\n" + ip(t, "-4", "-o", "addr") + ip(t, "-4", "route")
+}
+
+// holdNetwork keeps the network namespace of process pid alive until the
+// test ends, as an "ip netns" name or a process that entered it would: the
+// kernel then cannot remove the container's cable, and only run can.
+func holdNetwork(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Close(fd) })
+}
+
+// NetworkIsTheContainersOwn checks what a learner sees inside: exactly lo
+// and eth0, both up, eth0 with the page's address, a loopback that works,
+// and none of the host's links or addresses.
+func NetworkIsTheContainersOwn(t *testing.T, s *Step) {
+	RequireRoot(t)
+	r := s.Run(t, "sh", "-c", "ip -br link; ip -br -4 addr; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo lo works")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Regexp(t, `^lo +UNKNOWN +00:00:00:00:00:00 <LOOPBACK,UP,LOWER_UP> *
+eth0@if\d+ +UP +([0-9a-f]{2}:){5}[0-9a-f]{2} <BROADCAST,MULTICAST,UP,LOWER_UP> *
+lo +UNKNOWN +127\.0\.0\.1/8 *
+eth0@if\d+ +UP +`+regexp.QuoteMeta(ContainerEnd)+`/30 *
+lo works
+$`, r.Stdout)
+	assert.NotContains(t, r.Stdout, HostLink)
+}
+
+// ContainerAndHostReachEachOther pings the host's end from the container,
+// and the container from the host, while it runs.
+func ContainerAndHostReachEachOther(t *testing.T, s *Step) {
+	RequireRoot(t)
+	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "ping -c 1 -W 2 "+HostEnd+" >/dev/null && echo reached the host; head -n 1")...))
+	require.Equal(t, "reached the host", p.ReadLine(t))
+	out, err := exec.Command("ping", "-c", "1", "-W", "2", ContainerEnd).CombinedOutput()
+	assert.NoError(t, err, "ping %s from the host: %s", ContainerEnd, out)
+	p.Stdin.Close()
+	r := p.Wait(t)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+}
+
+// TwoContainersGetTwoCables runs two containers at once: the second gets
+// the next /30 and the next host end, cfs1, and both can be reached.
+func TwoContainersGetTwoCables(t *testing.T, s *Step) {
+	RequireRoot(t)
+	show := "ip -br -4 addr show eth0; head -n 1"
+	first := Start(t, s.Command(t, s.RunArgs("sh", "-c", show)...))
+	assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(ContainerEnd)+`/30 *$`, first.ReadLine(t))
+	second := Start(t, s.Command(t, s.RunArgs("sh", "-c", show)...))
+	assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(secondInside)+`/30 *$`, second.ReadLine(t))
+	assert.Contains(t, ip(t, "-4", "-o", "addr", "show", "cfs0"), HostEnd+"/30")
+	assert.Contains(t, ip(t, "-4", "-o", "addr", "show", "cfs1"), secondHost+"/30")
+	for _, addr := range []string{ContainerEnd, secondInside} {
+		out, err := exec.Command("ping", "-c", "1", "-W", "2", addr).CombinedOutput()
+		assert.NoError(t, err, "ping %s from the host: %s", addr, out)
+	}
+	for _, p := range []*Started{first, second} {
+		p.Stdin.Close()
+		assert.Equal(t, 0, p.Wait(t).Status)
+	}
+}
+
+// NothingIsLeftOnTheNetwork checks that no link, address or route of the
+// container's stays on the host: when the command exits and when it is
+// killed, right when run returns, even while something else holds the
+// container's network namespace; and when run itself is killed, once the
+// kernel has removed the namespace.
+func NothingIsLeftOnTheNetwork(t *testing.T, s *Step) {
+	RequireRoot(t)
+	before := hostNetwork(t)
+	t.Run("command exits", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo up; head -n 1")...))
+		require.Equal(t, "up", p.ReadLine(t))
+		holdNetwork(t, ChildPID(t, p.Cmd.Process.Pid))
+		p.Stdin.Close()
+		require.Equal(t, 0, p.Wait(t).Status)
+		assert.Equal(t, before, hostNetwork(t))
+	})
+	t.Run("command killed", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo up; exec sleep 60")...))
+		require.Equal(t, "up", p.ReadLine(t))
+		command := ChildPID(t, p.Cmd.Process.Pid)
+		holdNetwork(t, command)
+		require.NoError(t, unix.Kill(command, unix.SIGKILL))
+		require.Equal(t, 128+9, p.Wait(t).Status)
+		assert.Equal(t, before, hostNetwork(t))
+	})
+	t.Run("run killed", func(t *testing.T) {
+		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo up; exec sleep 60")...))
+		require.Equal(t, "up", p.ReadLine(t))
+		require.Contains(t, ip(t, "-br", "link"), "cfs0")
+		require.NoError(t, p.Cmd.Process.Kill())
+		p.Wait(t)
+		// The kernel removes the namespace, and its links, in a worker of
+		// its own once the container's last process is gone.
+		assert.Eventually(t, func() bool { return hostNetwork(t) == before }, 10*time.Second, 10*time.Millisecond,
+			"the host's network after run was killed:\n%s\nbefore:\n%s", hostNetwork(t), before)
+	})
+}
+
+// CommandWaitsForTheCable holds each of run's netlink sockets open for a
+// while (strace delays socket(2)), so that a command started before run
+// has wired the network would find no eth0 or no address.
+func CommandWaitsForTheCable(t *testing.T, s *Step) {
+	RequireRoot(t)
+	p, _ := s.HeldBefore(t, unix.SYS_SOCKET, 200*time.Millisecond, s.RunArgs("ip", "-br", "-4", "addr", "show", "eth0")...)
+	r := p.Wait(t)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(ContainerEnd)+`/30 *\n$`, r.Stdout)
+}
+
+// BadSubnetsAreUsageErrors checks that a -net that is not an IPv4 subnet,
+// or too small for a cable, gets the reason, the usage line and status 2.
+func BadSubnetsAreUsageErrors(t *testing.T, s *Step) {
+	before := ""
+	if os.Geteuid() == 0 {
+		before = hostNetwork(t)
+	}
+	for value, reason := range map[string]string{
+		"lots":          "not an IPv4 subnet such as 10.200.0.0/24",
+		"10.200.0.0":    "not an IPv4 subnet such as 10.200.0.0/24",
+		"10.200.0/24":   "not an IPv4 subnet such as 10.200.0.0/24",
+		"fd00::/64":     "not an IPv4 subnet such as 10.200.0.0/24",
+		"10.200.0.0/31": "too small: each container needs a /30, four addresses",
+		"10.200.0.1/24": "not where a subnet starts: did you mean 10.200.0.0/24?",
+	} {
+		t.Run(value, func(t *testing.T) {
+			r := s.Exec(t, "run", "-net", value, "true")
+			assert.Equal(t, 2, r.Status)
+			assert.Equal(t, fmt.Sprintf("%s: invalid value %q for flag -net: %s\n", s.Name, value, reason),
+				strings.SplitAfter(r.Stderr, "\n")[0])
+			assert.Contains(t, r.Stderr, "usage: ")
+		})
+	}
+	if before != "" {
+		assert.Equal(t, before, hostNetwork(t))
+	}
+}
+
+// TakenHostEndIsOneLine takes the only host end of a one-cable subnet,
+// cfs0, with a link of the test's own: run says so in one line and leaves
+// nothing behind. In the default subnet, the container gets the next cable.
+func TakenHostEndIsOneLine(t *testing.T, s *Step) {
+	RequireRoot(t)
+	ip(t, "link", "add", "cfs0", "type", "veth", "peer", "name", "cfs0-peer")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "cfs0").Run() })
+	before := hostNetwork(t)
+	r := s.Exec(t, s.args("run", s.Rootfs, "-net", "10.201.0.0/30", "true")...)
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Equal(t, s.Name+": -net 10.201.0.0/30 has room for one container, and the host end of its cable, cfs0, is taken (ip link show cfs0): wait for that container to end, or give -net a bigger subnet\n", r.Stderr)
+	assert.Equal(t, before, hostNetwork(t))
+	r = s.Run(t, "ip", "-br", "-4", "addr", "show", "eth0")
+	assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(secondInside)+`/30 *\n$`, r.Stdout)
+}
+
+// SubnetInUseIsRefused gives -net the subnet of the host's own network:
+// run refuses it in one line, rather than take over part of it, and leaves
+// nothing behind.
+func SubnetInUseIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	before := hostNetwork(t)
+	r := s.Exec(t, s.args("run", s.Rootfs, "-net", HostSubnet, "true")...)
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Equal(t, s.Name+": -net: 192.0.2.0/30, this container's part of it, overlaps "+HostSubnet+", which this machine already routes to "+HostLink+": give -net a subnet that no interface uses\n", r.Stderr)
+	assert.Equal(t, before, hostNetwork(t))
+}

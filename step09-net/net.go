@@ -1,0 +1,253 @@
+// This file holds the network of step09: the subnet that the containers'
+// addresses come from, and the veth pair that wires a container to the host.
+// main.go creates the network namespace, calls plugIn from run once the child
+// exists, waitForCable in the child, and remove when the container has ended.
+// Next to each netlink call is the ip command (iproute2) that does the same
+// by hand.
+//
+// netlink is how a program asks the kernel for interfaces, addresses and
+// routes, ip included. Its messages are packed by hand in C; the
+// github.com/vishvananda/netlink package, which Docker, containerd's plugins
+// and most Go runtimes use, packs them here.
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// defaultSubnet is where the containers' addresses come from unless -net
+// says otherwise. 10.200.0.0/24 is private (RFC 1918) and away from what a
+// home router (192.168.x.x, 10.0.0.x), Docker (172.17.0.0/16 and up),
+// Podman (10.88.0.0/16) and Kubernetes' usual networks (10.42, 10.96,
+// 10.244) hand out. run refuses it on a machine that already routes any of
+// it elsewhere: see checkRoutes.
+var defaultSubnet = subnet{netip.MustParsePrefix("10.200.0.0/24")}
+
+// subnet is the value of -net: an IPv4 subnet big enough for one cable.
+type subnet struct{ netip.Prefix }
+
+// Set parses -net. Each container takes a /30 of the subnet, four addresses:
+// the subnet's own, the host's end, the container's end and the broadcast.
+func (s *subnet) Set(value string) error {
+	p, err := netip.ParsePrefix(value)
+	switch {
+	case err != nil || !p.Addr().Is4():
+		return fmt.Errorf("not an IPv4 subnet such as %s", defaultSubnet)
+	case p.Bits() > 30:
+		return errors.New("too small: each container needs a /30, four addresses")
+	case p.Masked() != p:
+		return fmt.Errorf("not where a subnet starts: did you mean %s?", p.Masked())
+	}
+	s.Prefix = p
+	return nil
+}
+
+// hostEnd names the host's end of the cable of slot n: the n-th /30 of the
+// subnet. The container's end is always eth0, in its own namespace.
+func hostEnd(n int) string { return fmt.Sprintf("cfs%d", n) }
+
+// veth is a container's cable: the link at the host's end, and the
+// addresses of both ends.
+type veth struct {
+	host      netlink.Link
+	hostAddr  *netlink.Addr // 10.200.0.1/30 for the first container
+	innerAddr *netlink.Addr // 10.200.0.2/30, the container's eth0
+}
+
+// plugIn wires the container whose first process is pid (in the host's
+// /proc) to the host: a veth pair, one end in each network namespace, each
+// end up and with an address of the container's /30, and the container's
+// loopback up.
+func (v *veth) plugIn(sub subnet, pid int) error {
+	// ip link add cfs0 type veth peer name eth0 netns PID
+	if err := v.create(sub, pid); err != nil {
+		return err
+	}
+	// ip addr add 10.200.0.1/30 dev cfs0
+	if err := netlink.AddrAdd(v.host, v.hostAddr); err != nil {
+		return fmt.Errorf("ip addr add %s dev %s: %w", v.hostAddr.IPNet, v.host.Attrs().Name, err)
+	}
+	// ip link set cfs0 up
+	if err := netlink.LinkSetUp(v.host); err != nil {
+		return fmt.Errorf("ip link set %s up: %w", v.host.Attrs().Name, err)
+	}
+
+	// The rest happens in the container's namespace. A process enters a
+	// network namespace with setns(2), which moves one thread, not the
+	// process: a Go program must lock that goroutine to its thread first,
+	// or the scheduler would run other goroutines in the container's
+	// namespace. NewHandleAt does that, only for as long as it takes to
+	// open a netlink socket there; the socket stays in that namespace.
+	// (By hand: nsenter --net --target PID, then the ip commands below.)
+	ns, err := netns.GetFromPid(pid) // opens /proc/PID/ns/net
+	if err != nil {
+		return fmt.Errorf("the container's network namespace: %w", err)
+	}
+	defer ns.Close()
+	inside, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in the container's network namespace: %w", err)
+	}
+	// The socket keeps the namespace alive, and with it the cable.
+	defer inside.Close()
+	// ip monitor link: the news of the container's links, for waitRunning.
+	news, done := make(chan netlink.LinkUpdate, 16), make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribeAt(ns, news, done); err != nil {
+		return fmt.Errorf("netlink in the container's network namespace: %w", err)
+	}
+	eth0, err := inside.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("the container's eth0: %w", err)
+	}
+	// ip addr add 10.200.0.2/30 dev eth0
+	if err := inside.AddrAdd(eth0, v.innerAddr); err != nil {
+		return fmt.Errorf("ip addr add %s dev eth0, in the container: %w", v.innerAddr.IPNet, err)
+	}
+	// ip link set eth0 up
+	if err := inside.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("ip link set eth0 up, in the container: %w", err)
+	}
+	waitRunning(inside, news, "eth0")
+	// ip link set lo up: a new namespace's loopback is down, and 127.0.0.1
+	// unreachable, until someone brings it up.
+	lo, err := inside.LinkByName("lo")
+	if err == nil {
+		err = inside.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("ip link set lo up, in the container: %w", err)
+	}
+	return nil
+}
+
+// waitRunning waits until the link is running, its operational state UP,
+// which is what ip shows as "state UP". The kernel sets it after the link
+// is up and has a carrier, from a worker of its own, most often before
+// anyone looks, but not always: a command that looked too soon would see
+// "NO-CARRIER ... state DOWN". Traffic flows either way, so after a second
+// run goes on.
+func waitRunning(inside *netlink.Handle, news <-chan netlink.LinkUpdate, name string) {
+	timeout := time.After(time.Second)
+	// ip link show eth0, after subscribing: so no news is missed.
+	if link, err := inside.LinkByName(name); err == nil && link.Attrs().OperState == netlink.OperUp {
+		return
+	}
+	for {
+		select {
+		case u, ok := <-news:
+			if !ok || u.Attrs().Name == name && u.Attrs().OperState == netlink.OperUp {
+				return
+			}
+		case <-timeout:
+			return
+		}
+	}
+}
+
+// create makes the veth pair, with its host end named after the first slot
+// of the subnet that no link of the host has: the kernel refuses a name that
+// is taken (EEXIST), so two runs at once never get the same one, and the
+// name decides the addresses.
+func (v *veth) create(sub subnet, pid int) error {
+	slots := 1 << (30 - sub.Bits())
+	for n := 0; n < slots; n++ {
+		link := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: hostEnd(n)},
+			PeerName:      "eth0",
+			PeerNamespace: netlink.NsPid(pid), // the peer is made in the container's namespace
+		}
+		err := netlink.LinkAdd(link)
+		if errors.Is(err, unix.EEXIST) {
+			continue // another container's cable, or a link of someone else's
+		}
+		if err != nil {
+			return fmt.Errorf("ip link add %s type veth peer name eth0 netns %d: %w", hostEnd(n), pid, err)
+		}
+		v.host = link
+		first := sub.Addr().As4()
+		v.hostAddr = address(first, 4*n+1)
+		v.innerAddr = address(first, 4*n+2)
+		return checkRoutes(v.hostAddr)
+	}
+	if slots == 1 {
+		return fmt.Errorf("-net %s has room for one container, and the host end of its cable, %s, is taken (ip link show %s): wait for that container to end, or give -net a bigger subnet", sub, hostEnd(0), hostEnd(0))
+	}
+	return fmt.Errorf("-net %s has room for %d containers, and the host ends of their cables, %s to %s, are all taken (ip link): wait for a container to end, or give -net a bigger subnet", sub, slots, hostEnd(0), hostEnd(slots-1))
+}
+
+// address returns the address i after first, in a /30.
+func address(first [4]byte, i int) *netlink.Addr {
+	n := uint32(first[0])<<24 | uint32(first[1])<<16 | uint32(first[2])<<8 | uint32(first[3]) + uint32(i)
+	ip := net.IPv4(byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(30, 32)}}
+}
+
+// checkRoutes refuses a /30 that this machine already routes elsewhere,
+// part or whole: the cable's own route would then take over those
+// addresses, maybe a part of the learner's own network. The default route
+// (0.0.0.0/0) covers everything and does not count.
+func checkRoutes(addr *netlink.Addr) error {
+	routes, err := netlink.RouteList(nil, unix.AF_INET) // ip route show (the main table)
+	if err != nil {
+		return fmt.Errorf("ip route show: %w", err)
+	}
+	mine := netip.PrefixFrom(netip.AddrFrom4([4]byte(addr.IP.To4())), 30).Masked()
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		dst, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok || ones == 0 || !netip.PrefixFrom(dst, ones).Overlaps(mine) {
+			continue
+		}
+		via := "another interface"
+		if link, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+			via = link.Attrs().Name
+		}
+		return fmt.Errorf("-net: %s, this container's part of it, overlaps %s, which this machine already routes to %s: give -net a subnet that no interface uses", mine, r.Dst, via)
+	}
+	return nil
+}
+
+// remove deletes the cable, both ends, when the container has ended. The
+// kernel would do it anyway once the container's network namespace is gone
+// (its last process has exited), also after a "kill -9" of run, but in a
+// worker of its own, a moment later; deleting it here means that nothing is
+// left when run returns.
+func (v *veth) remove() {
+	if v.host == nil {
+		return
+	}
+	// ip link del cfs0
+	if err := netlink.LinkDel(v.host); err != nil && !errors.Is(err, unix.ENODEV) {
+		fmt.Fprintf(os.Stderr, "%s: ip link del %s: %v\n", prog, v.host.Attrs().Name, err)
+	}
+}
+
+// wired is the child's end of the pipe on which run says that the network
+// is wired: file descriptor 4, after the handover (plumbing.go).
+const wired = handover + 1
+
+// waitForCable blocks until run has wired the container's network and says
+// go on, with one byte. An end of file instead means that run failed or is
+// gone: then run kills the child, or has killed it already.
+func waitForCable() error {
+	pipe := os.NewFile(wired, "wired")
+	defer pipe.Close()
+	if n, _ := pipe.Read(make([]byte, 1)); n != 1 {
+		return errors.New("run has gone before wiring the container's network: not starting the command")
+	}
+	return nil
+}
