@@ -129,13 +129,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer childEnd.Close()
 	defer goOn.Close()
 	cmd.ExtraFiles = []*os.File{childEnd}
 	var cable veth
 	// The kernel would remove it with the namespace too, but a moment later.
 	defer cable.remove()
 	return supervise(cmd, func(pid int) error {
-		childEnd.Close()
 		if err := cable.plugIn(c.net, pid); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -45,6 +46,8 @@ func (s *subnet) Set(value string) error {
 		return fmt.Errorf("not an IPv4 subnet such as %s", defaultSubnet)
 	case p.Bits() > 30:
 		return errors.New("too small: each container needs a /30, four addresses")
+	case p.Bits() < 8:
+		return errors.New("too big: give it a /8 or smaller, of addresses your machine does not use")
 	case p.Masked() != p:
 		return fmt.Errorf("not where a subnet starts: did you mean %s?", p.Masked())
 	}
@@ -98,7 +101,8 @@ func (v *veth) plugIn(sub subnet, pid int) error {
 	if err != nil {
 		return fmt.Errorf("netlink in the container's network namespace: %w", err)
 	}
-	// The socket keeps the namespace alive, and with it the cable.
+	// Closed when done: an open socket there would keep the namespace, and
+	// with it the cable, alive after the container has ended.
 	defer inside.Close()
 	// ip monitor link: the news of the container's links, for waitRunning.
 	news, done := make(chan netlink.LinkUpdate, 16), make(chan struct{})
@@ -188,19 +192,22 @@ func (v *veth) create(sub subnet, pid int) error {
 
 // address returns the address i after first, in a /30.
 func address(first [4]byte, i int) *netlink.Addr {
-	n := uint32(first[0])<<24 | uint32(first[1])<<16 | uint32(first[2])<<8 | uint32(first[3]) + uint32(i)
-	ip := net.IPv4(byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, binary.BigEndian.Uint32(first[:])+uint32(i))
 	return &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(30, 32)}}
 }
 
 // checkRoutes refuses a /30 that this machine already routes elsewhere,
-// part or whole: the cable's own route would then take over those
-// addresses, maybe a part of the learner's own network. The default route
-// (0.0.0.0/0) covers everything and does not count.
+// part or whole, in any routing table (a VPN such as Tailscale or WireGuard
+// keeps its routes in a table of its own): the cable's own route would then
+// take over those addresses, maybe a part of the learner's own network. A
+// default route (0.0.0.0/0, or a VPN's two halves, 0.0.0.0/1 and
+// 128.0.0.0/1) covers everything and does not count.
 func checkRoutes(addr *netlink.Addr) error {
-	routes, err := netlink.RouteList(nil, unix.AF_INET) // ip route show (the main table)
-	if err != nil {
-		return fmt.Errorf("ip route show: %w", err)
+	// ip route show table all
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) { // interrupted: a route changed meanwhile, the rest is there
+		return fmt.Errorf("ip route show table all: %w", err)
 	}
 	mine := netip.PrefixFrom(netip.AddrFrom4([4]byte(addr.IP.To4())), 30).Masked()
 	for _, r := range routes {
@@ -209,7 +216,7 @@ func checkRoutes(addr *netlink.Addr) error {
 		}
 		ones, _ := r.Dst.Mask.Size()
 		dst, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-		if !ok || ones == 0 || !netip.PrefixFrom(dst, ones).Overlaps(mine) {
+		if !ok || ones <= 1 || !netip.PrefixFrom(dst, ones).Overlaps(mine) {
 			continue
 		}
 		via := "another interface"
@@ -237,7 +244,8 @@ func (v *veth) remove() {
 }
 
 // wired is the child's end of the pipe on which run says that the network
-// is wired: file descriptor 4, after the handover (plumbing.go).
+// is wired: file descriptor 4, main.go's first extra file, which supervise
+// (plumbing.go) puts after its own, the handover.
 const wired = handover + 1
 
 // waitForCable blocks until run has wired the container's network and says

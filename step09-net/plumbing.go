@@ -267,6 +267,11 @@ func supervise(cmd *exec.Cmd, started func(pid int) error) error {
 	if err := started(cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		// A child that failed on its own meanwhile (its setup) is what made
+		// started fail: it has said why, and its status is run's.
+		if status := cmd.ProcessState.Sys().(syscall.WaitStatus); status.Exited() {
+			return &exitError{status: status.ExitStatus()}
+		}
 		return err
 	}
 	go func() {

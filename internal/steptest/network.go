@@ -40,6 +40,12 @@ func InOwnNetwork(runTests func() int) int {
 	}
 	if os.Getenv(networkEnv) != "" {
 		os.Unsetenv(networkEnv) // not for the programs the tests start
+		// Only in a namespace of the tests' own: the variable could come
+		// from somewhere else.
+		if ours, err := newNetwork(); !ours {
+			fmt.Fprintf(os.Stderr, "%s is set, but the tests run in the network namespace of their parent: not setting up a network here (%v)\n", networkEnv, err)
+			return 1
+		}
 		if err := hostNetworkStandIn(); err != nil {
 			fmt.Fprintf(os.Stderr, "setting up the tests' network: %v\n", err)
 			return 1
@@ -57,18 +63,41 @@ func InOwnNetwork(runTests func() int) int {
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
+		if status := exit.Sys().(syscall.WaitStatus); status.Signaled() {
+			return 128 + int(status.Signal())
+		}
 		return exit.ExitCode()
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "running the tests in a network namespace of their own: %v\n", err)
+		fmt.Fprintf(os.Stderr, "running the tests in a network namespace of their own: %v (in a container? run them on a machine or VM of your own)\n", err)
 		return 1
 	}
 	return 0
 }
 
+// newNetwork reports whether this process is in another network namespace
+// than its parent.
+func newNetwork() (bool, error) {
+	ours, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return false, err
+	}
+	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", os.Getppid()))
+	if err != nil {
+		return false, err
+	}
+	return ours != theirs, nil
+}
+
 // hostNetworkStandIn sets up the new namespace: the loopback up, and lan0,
-// one end of a veth pair (the other is lan1), up with its address.
+// one end of a veth pair (the other is lan1), up with its address. A normal
+// user may ping, as systemd's sysctl.d lets them on the host: a new
+// namespace's ping_group_range lets no one, and Debian 13's ping counts on
+// it rather than on a capability.
 func hostNetworkStandIn() error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0o644); err != nil {
+		return err
+	}
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return err
