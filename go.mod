@@ -9,10 +9,12 @@ require (
 	// step09-net sets up its network with netlink, the kernel's interface
 	// that ip uses. vishvananda/netlink is the package that Docker and most
 	// Go runtimes use for it: hand-packed netlink messages would bury the
-	// lesson. netns, its companion, opens a process's network namespace.
+	// lesson.
 	github.com/vishvananda/netlink v1.3.1
-	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.40.0
 )
 
-require go.yaml.in/yaml/v3 v3.0.5
+require (
+	github.com/vishvananda/netns v0.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.5
+)

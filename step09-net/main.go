@@ -7,10 +7,9 @@
 //	step09-net run [-rootfs DIR] [-scratch DIR] [-keep] [-net CIDR] [-pids N] [-memory SIZE] [-cpus F] CMD [ARG...]
 //
 // This step gives the container a network namespace: its own interfaces,
-// addresses, routes and ports, and at first nothing but a loopback that is
-// down. run brings the loopback up and wires the container to the host with
-// a veth pair, a virtual cable: eth0 inside, cfs0 (cfs1, ...) on the host,
-// each end with an address of a small subnet cut from -net.
+// addresses, routes and ports, at first only a loopback that is down. It
+// wires the container to the host with a veth pair, a virtual cable: eth0
+// inside, cfs0 (cfs1, ...) on the host, with addresses cut from -net.
 //
 // Example, as root, from the repository root after "go run ./mkrootfs":
 //
@@ -122,14 +121,13 @@ func run(args []string) error {
 	if cg.v2 {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.fd
 	}
-	// The cable to the host, a veth pair (net.go), can be plugged in only
-	// once the container's network namespace exists: the child waits on
-	// this pipe, its file descriptor 4, until run has wired it.
+	// The cable to the host, a veth pair (net.go), needs the container's
+	// network namespace: the child waits on this pipe, its descriptor 4,
+	// until run has plugged in the host's end and written eth0's address.
 	childEnd, goOn, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	defer childEnd.Close()
 	defer goOn.Close()
 	cmd.ExtraFiles = []*os.File{childEnd}
 	var cable veth
@@ -139,7 +137,7 @@ func run(args []string) error {
 		if err := cable.plugIn(c.net, pid); err != nil {
 			return err
 		}
-		_, err := goOn.Write([]byte{1})
+		_, err := goOn.WriteString(cable.inside()) // eth0's address: go on
 		return err
 	})
 }
@@ -199,9 +197,12 @@ func child(args []string) error {
 		return fmt.Errorf("mount proc on /proc: %w", err)
 	}
 
-	// Wait for the cable: a command started before run has wired it would
-	// find eth0 missing, or without its address.
-	if err := waitForCable(); err != nil {
+	// Wait for the cable, then set up its end and lo: the command needs them.
+	addr, err := waitForCable()
+	if err != nil {
+		return err
+	}
+	if err := plugInside(addr); err != nil {
 		return err
 	}
 

@@ -1,7 +1,8 @@
 // This file holds the network of step09: the subnet that the containers'
 // addresses come from, and the veth pair that wires a container to the host.
 // main.go creates the network namespace, calls plugIn from run once the child
-// exists, waitForCable in the child, and remove when the container has ended.
+// exists, waitForCable and plugInside in the child, and remove when the
+// container has ended.
 // Next to each netlink call is the ip command (iproute2) that does the same
 // by hand.
 //
@@ -13,16 +14,17 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,10 +69,10 @@ type veth struct {
 	innerAddr *netlink.Addr // 10.200.0.2/30, the container's eth0
 }
 
-// plugIn wires the container whose first process is pid (in the host's
-// /proc) to the host: a veth pair, one end in each network namespace, each
-// end up and with an address of the container's /30, and the container's
-// loopback up.
+// plugIn plugs the host's end of the container's cable in: a veth pair,
+// one end in each network namespace, and the host's end up with an address
+// of the container's /30. pid is the child, in the host's /proc. The
+// child sets up its own end (plugInside), once run tells it the address.
 func (v *veth) plugIn(sub subnet, pid int) error {
 	// ip link add cfs0 type veth peer name eth0 netns PID
 	if err := v.create(sub, pid); err != nil {
@@ -84,53 +86,51 @@ func (v *veth) plugIn(sub subnet, pid int) error {
 	if err := netlink.LinkSetUp(v.host); err != nil {
 		return fmt.Errorf("ip link set %s up: %w", v.host.Attrs().Name, err)
 	}
+	return nil
+}
 
-	// The rest happens in the container's namespace. A process enters a
-	// network namespace with setns(2), which moves one thread, not the
-	// process: a Go program must lock that goroutine to its thread first,
-	// or the scheduler would run other goroutines in the container's
-	// namespace. NewHandleAt does that, only for as long as it takes to
-	// open a netlink socket there; the socket stays in that namespace.
-	// (By hand: nsenter --net --target PID, then the ip commands below.)
-	ns, err := netns.GetFromPid(pid) // opens /proc/PID/ns/net
-	if err != nil {
-		return fmt.Errorf("the container's network namespace: %w", err)
-	}
-	defer ns.Close()
-	inside, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in the container's network namespace: %w", err)
-	}
-	// Closed when done: an open socket there would keep the namespace, and
-	// with it the cable, alive after the container has ended.
-	defer inside.Close()
-	// ip monitor link: the news of the container's links, for waitRunning.
+// inside is what run tells the child through the pipe: the address of the
+// container's end, such as 10.200.0.2/30, on a line.
+func (v *veth) inside() string { return v.innerAddr.IPNet.String() + "\n" }
+
+// plugInside sets up the container's end of the cable, in the child, which
+// is in the container's network namespace already: all of its threads are.
+// run could do it too, by entering that namespace with setns(2), but that
+// moves one thread only, which a Go program must lock to its goroutine; and
+// while that thread is the main one, /proc/PID/ns/net of the whole process
+// shows the container's namespace, which confuses whoever looks at it then.
+func plugInside(addr string) error {
+	// ip monitor link: the news of the links, for waitRunning.
 	news, done := make(chan netlink.LinkUpdate, 16), make(chan struct{})
 	defer close(done)
-	if err := netlink.LinkSubscribeAt(ns, news, done); err != nil {
-		return fmt.Errorf("netlink in the container's network namespace: %w", err)
+	if err := netlink.LinkSubscribe(news, done); err != nil {
+		return fmt.Errorf("ip monitor link: %w", err)
 	}
-	eth0, err := inside.LinkByName("eth0")
+	ip, err := netlink.ParseAddr(addr)
+	if err != nil {
+		return fmt.Errorf("the address run gave for eth0: %w", err)
+	}
+	eth0, err := netlink.LinkByName("eth0")
 	if err != nil {
 		return fmt.Errorf("the container's eth0: %w", err)
 	}
 	// ip addr add 10.200.0.2/30 dev eth0
-	if err := inside.AddrAdd(eth0, v.innerAddr); err != nil {
-		return fmt.Errorf("ip addr add %s dev eth0, in the container: %w", v.innerAddr.IPNet, err)
+	if err := netlink.AddrAdd(eth0, ip); err != nil {
+		return fmt.Errorf("ip addr add %s dev eth0: %w", addr, err)
 	}
 	// ip link set eth0 up
-	if err := inside.LinkSetUp(eth0); err != nil {
-		return fmt.Errorf("ip link set eth0 up, in the container: %w", err)
+	if err := netlink.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("ip link set eth0 up: %w", err)
 	}
-	waitRunning(inside, news, "eth0")
+	waitRunning(news, "eth0")
 	// ip link set lo up: a new namespace's loopback is down, and 127.0.0.1
 	// unreachable, until someone brings it up.
-	lo, err := inside.LinkByName("lo")
+	lo, err := netlink.LinkByName("lo")
 	if err == nil {
-		err = inside.LinkSetUp(lo)
+		err = netlink.LinkSetUp(lo)
 	}
 	if err != nil {
-		return fmt.Errorf("ip link set lo up, in the container: %w", err)
+		return fmt.Errorf("ip link set lo up: %w", err)
 	}
 	return nil
 }
@@ -141,10 +141,10 @@ func (v *veth) plugIn(sub subnet, pid int) error {
 // anyone looks, but not always: a command that looked too soon would see
 // "NO-CARRIER ... state DOWN". Traffic flows either way, so after a second
 // run goes on.
-func waitRunning(inside *netlink.Handle, news <-chan netlink.LinkUpdate, name string) {
+func waitRunning(news <-chan netlink.LinkUpdate, name string) {
 	timeout := time.After(time.Second)
 	// ip link show eth0, after subscribing: so no news is missed.
-	if link, err := inside.LinkByName(name); err == nil && link.Attrs().OperState == netlink.OperUp {
+	if link, err := netlink.LinkByName(name); err == nil && link.Attrs().OperState == netlink.OperUp {
 		return
 	}
 	for {
@@ -248,14 +248,16 @@ func (v *veth) remove() {
 // (plumbing.go) puts after its own, the handover.
 const wired = handover + 1
 
-// waitForCable blocks until run has wired the container's network and says
-// go on, with one byte. An end of file instead means that run failed or is
-// gone: then run kills the child, or has killed it already.
-func waitForCable() error {
+// waitForCable blocks until run has plugged in the host's end of the cable
+// and says, on a line, the address of this end. An end of file instead
+// means that run failed or is gone: then run kills the child, or has
+// killed it already.
+func waitForCable() (string, error) {
 	pipe := os.NewFile(wired, "wired")
 	defer pipe.Close()
-	if n, _ := pipe.Read(make([]byte, 1)); n != 1 {
-		return errors.New("run has gone before wiring the container's network: not starting the command")
+	line, err := bufio.NewReader(pipe).ReadString('\n')
+	if err != nil {
+		return "", errors.New("run has gone before wiring the container's network: not starting the command")
 	}
-	return nil
+	return strings.TrimSuffix(line, "\n"), nil
 }

@@ -160,13 +160,14 @@ func NothingIsLeftOnTheNetwork(t *testing.T, s *Step) {
 	})
 }
 
-// CommandWaitsForTheCable holds each of run's netlink sockets open for a
-// while (strace delays socket(2)), so that a command started before run
-// has wired the network would find no eth0 or no address.
+// CommandWaitsForTheCable holds run, and only run, before each netlink
+// socket it opens (strace delays socket(2)), so that a child that did not
+// wait for run to plug the cable in would find no eth0, and a command
+// started before the child set it up would find it without its address.
 func CommandWaitsForTheCable(t *testing.T, s *Step) {
 	RequireRoot(t)
 	noCables(t)
-	p, _ := s.HeldBefore(t, unix.SYS_SOCKET, 200*time.Millisecond, s.RunArgs("ip", "-br", "-4", "addr", "show", "eth0")...)
+	p, _ := s.RunHeldBefore(t, unix.SYS_SOCKET, 200*time.Millisecond, s.RunArgs("ip", "-br", "-4", "addr", "show", "eth0")...)
 	r := p.Wait(t)
 	assert.Equal(t, 0, r.Status, r.Stderr)
 	assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(ContainerEnd)+`/30 *\n$`, r.Stdout)
@@ -182,7 +183,7 @@ func SetupFailureWhileWiringIsOneLine(t *testing.T, s *Step) {
 	before := hostNetwork(t)
 	noProc := t.TempDir()
 	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
-	p, _ := s.HeldBefore(t, unix.SYS_SOCKET, 300*time.Millisecond, s.RunIn(noProc, "true")...)
+	p, _ := s.RunHeldBefore(t, unix.SYS_SOCKET, 300*time.Millisecond, s.RunIn(noProc, "true")...)
 	r := p.Wait(t)
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)

@@ -58,6 +58,15 @@ func (s *Step) HeldBefore(t *testing.T, nr int, hold time.Duration, args ...stri
 	return s.traced(t, fmt.Sprintf("%s:delay_enter=%d", syscalls[nr], hold.Microseconds()), args...)
 }
 
+// RunHeldBefore is HeldBefore for run alone: its child, which execs
+// itself first thing, goes on untraced, at full speed.
+func (s *Step) RunHeldBefore(t *testing.T, nr int, hold time.Duration, args ...string) (*Started, int) {
+	t.Helper()
+	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, fmt.Sprintf("%s:delay_enter=%d", syscalls[nr], hold.Microseconds()), args...)
+	p := Start(t, cmd)
+	return p, s.tracedRun(t, cmd)
+}
+
 func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, int) {
 	t.Helper()
 	cmd, _ := s.straced(t, inject, args...)
@@ -69,6 +78,12 @@ func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, in
 // which injects inject, and returns it with strace's log file. The log is
 // shown when the test fails.
 func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	return s.stracedWith(t, nil, inject, args...)
+}
+
+// stracedWith is straced with more of strace's options.
+func (s *Step) stracedWith(t *testing.T, options []string, inject string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	_, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace is needed to hit a race every time (apt-get install strace)")
@@ -82,8 +97,9 @@ func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, 
 		}
 	})
 	name, _, _ := strings.Cut(inject, ":")
-	cmd := exec.CommandContext(ctx, "env", Plain("strace", append([]string{"-f", "-qq", "-o", log, "-e", "signal=!SIGURG",
-		"-e", "trace=" + name, "-e", "inject=" + inject, s.Bin}, args...)...)...)
+	options = append(append([]string{"-f", "-qq", "-o", log}, options...), "-e", "signal=!SIGURG",
+		"-e", "trace="+name, "-e", "inject="+inject, s.Bin)
+	cmd := exec.CommandContext(ctx, "env", Plain("strace", append(options, args...)...)...)
 	cmd.WaitDelay = waitDelay
 	return cmd, log
 }
