@@ -20,12 +20,16 @@ func TestContainerAndHostReachEachOther(t *testing.T) {
 func TestTwoContainersGetTwoCables(t *testing.T) { steptest.TwoContainersGetTwoCables(t, step) }
 func TestNothingIsLeftOnTheNetwork(t *testing.T) { steptest.NothingIsLeftOnTheNetwork(t, step) }
 func TestCommandWaitsForTheCable(t *testing.T)   { steptest.CommandWaitsForTheCable(t, step) }
+func TestContainerThatDiesWhileWiredIsOneLine(t *testing.T) {
+	steptest.ContainerThatDiesWhileWiredIsOneLine(t, step)
+}
 func TestSetupFailureWhileWiringIsOneLine(t *testing.T) {
 	steptest.SetupFailureWhileWiringIsOneLine(t, step)
 }
 func TestBadSubnetsAreUsageErrors(t *testing.T) { steptest.BadSubnetsAreUsageErrors(t, step) }
 func TestTakenHostEndIsOneLine(t *testing.T)    { steptest.TakenHostEndIsOneLine(t, step) }
 func TestSubnetInUseIsRefused(t *testing.T)     { steptest.SubnetInUseIsRefused(t, step) }
+func TestHostRootPowersHoldInside(t *testing.T) { steptest.HostRootPowersAre(t, step, true) }
 
 // What the steps before guarantee, still true.
 func TestImageIsNeverWritten(t *testing.T)       { steptest.ImageIsNeverWritten(t, step) }

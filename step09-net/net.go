@@ -178,6 +178,12 @@ func (v *veth) create(sub subnet, pid int) error {
 		if err != nil {
 			return fmt.Errorf("ip link add %s type veth peer name eth0 netns %d: %w", hostEnd(n), pid, err)
 		}
+		// netlink looks the new link's number up by its name: none means
+		// it is gone already, with the container's namespace (the child
+		// has died), and the name may be another run's by now.
+		if link.Index == 0 {
+			return fmt.Errorf("ip link add %s: gone at once: the container has ended", hostEnd(n))
+		}
 		v.host = link
 		first := sub.Addr().As4()
 		v.hostAddr = address(first, 4*n+1)

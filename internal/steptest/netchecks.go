@@ -191,6 +191,26 @@ func SetupFailureWhileWiringIsOneLine(t *testing.T, s *Step) {
 	assert.Eventually(t, func() bool { return hostNetwork(t) == before }, 10*time.Second, 10*time.Millisecond)
 }
 
+// ContainerThatDiesWhileWiredIsOneLine lets run make the cable, then holds
+// it for a second before its next netlink socket, the one with which it
+// looks the new link up, while the child fails its setup (a root
+// filesystem without /proc) and dies, and the kernel removes the cable
+// with its namespace. The child's line is all that shows: run neither
+// deletes a link it cannot find (or another run's of the same name) nor
+// reports it.
+func ContainerThatDiesWhileWiredIsOneLine(t *testing.T, s *Step) {
+	RequireRoot(t)
+	noCables(t)
+	before := hostNetwork(t)
+	noProc := t.TempDir()
+	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
+	p, _ := s.RunHeldFrom(t, unix.SYS_SOCKET, 2, time.Second, s.RunIn(noProc, "true")...)
+	r := p.Wait(t)
+	assert.Equal(t, 1, r.Status)
+	assert.Equal(t, s.Name+": mount proc on /proc: no such file or directory\n", r.Stderr)
+	assert.Eventually(t, func() bool { return hostNetwork(t) == before }, 10*time.Second, 10*time.Millisecond)
+}
+
 // BadSubnetsAreUsageErrors checks that a -net that is not an IPv4 subnet,
 // or too small for a cable, gets the reason, the usage line and status 2.
 func BadSubnetsAreUsageErrors(t *testing.T, s *Step) {

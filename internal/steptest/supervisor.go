@@ -62,7 +62,14 @@ func (s *Step) HeldBefore(t *testing.T, nr int, hold time.Duration, args ...stri
 // itself first thing, goes on untraced, at full speed.
 func (s *Step) RunHeldBefore(t *testing.T, nr int, hold time.Duration, args ...string) (*Started, int) {
 	t.Helper()
-	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, fmt.Sprintf("%s:delay_enter=%d", syscalls[nr], hold.Microseconds()), args...)
+	return s.RunHeldFrom(t, nr, 1, hold, args...)
+}
+
+// RunHeldFrom is RunHeldBefore from run's nth call of nr on.
+func (s *Step) RunHeldFrom(t *testing.T, nr, nth int, hold time.Duration, args ...string) (*Started, int) {
+	t.Helper()
+	inject := fmt.Sprintf("%s:delay_enter=%d:when=%d+", syscalls[nr], hold.Microseconds(), nth)
+	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, inject, args...)
 	p := Start(t, cmd)
 	return p, s.tracedRun(t, cmd)
 }
