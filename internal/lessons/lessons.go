@@ -22,7 +22,7 @@ import (
 )
 
 // Steps are the step folders, in course order.
-var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net"}
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net", "step10-userns"}
 
 // Diff returns "diff -u" of the previous step's Go files against this
 // step's, main.go first, then the others that changed or are new, by name;
@@ -78,6 +78,7 @@ var PlumbingChanges = map[string]string{
 	"step04-chroot":     `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
 	"step07-pivot-root": `pivot_root's errors, each of which has several causes, say what they mean`,
 	"step09-net":        `run does its part of the setup, the network, between starting the child and waiting for it; the handover stays file descriptor 3, and main.go's files follow it`,
+	"step10-userns":     "run needs no root, and the child, whose root may not read run's /proc/PID/ns, checks instead that its user namespace is new; starting the child explains a user namespace the machine forbids",
 }
 
 // diffBlock finds the diff block of the "What changed" section.

@@ -231,7 +231,7 @@ func (r *reader) shell(text, shell string, args ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Join(r.programs, "stand-in")+":"+os.Getenv("PATH"),
 		"PROGRAMS="+r.programs,
-		fmt.Sprintf("READER=%d:%d", r.uid, r.gid),
+		fmt.Sprintf("READER=%d:%d", r.uid, r.gid), "READER_HOME="+r.dir,
 		"GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local", "GOPROXY=off")
 	if !saysSudo.MatchString(text) && !isGo(text) {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}
@@ -474,7 +474,7 @@ const goStandIn = `#!/bin/sh
 set -u
 reader() {
 	if [ "$(id -u)" = 0 ]; then
-		setpriv --reuid="${READER%:*}" --regid="${READER#*:}" --clear-groups "$@"
+		setpriv --reuid="${READER%:*}" --regid="${READER#*:}" --clear-groups env HOME="$READER_HOME" "$@"
 	else
 		"$@"
 	fi

@@ -43,6 +43,10 @@ type Step struct {
 	// UsesNetwork says whether run wires a network (step09 on): then the
 	// tests run in a network namespace of their own (InOwnNetwork).
 	UsesNetwork bool
+	// UsesUserns says whether the container runs in a user namespace
+	// (step10): then the root filesystems the tests give it belong to
+	// Owner, who becomes the container's root, since root's are refused.
+	UsesUserns bool
 
 	Bin     string // the program, set up by Main
 	Rootfs  string // the root filesystem it runs in, when UsesRootfs
@@ -100,6 +104,11 @@ func (s *Step) setUp(dir string) error {
 		if _, err := rootfs.Build(s.Rootfs); err != nil {
 			return err
 		}
+		if s.UsesUserns {
+			if err := chownTree(s.Rootfs, Owner, Owner); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -135,9 +144,42 @@ func (s *Step) RunArgs(argv ...string) []string {
 	return s.args("run", s.Rootfs, argv...)
 }
 
-// RunIn is RunArgs with another root filesystem.
+// RunIn is RunArgs with another root filesystem. For a step with a user
+// namespace, it gives the directory to Owner (as root).
 func (s *Step) RunIn(rootfs string, argv ...string) []string {
+	if s.UsesUserns && os.Geteuid() == 0 {
+		_ = os.Lchown(rootfs, Owner, Owner)
+		s.reachable(rootfs)
+	}
 	return s.args("run", rootfs, argv...)
+}
+
+// reachable lets the container's root, Owner, get to dir, a test's
+// directory, through the temporary directories above it, which Go makes
+// for root only: it mounts the overlay, whose layers must be in its reach.
+func (s *Step) reachable(dir string) {
+	if !s.UsesUserns || os.Geteuid() != 0 {
+		return
+	}
+	for d := filepath.Dir(dir); strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			_ = os.Chmod(d, fi.Mode().Perm()|0o011)
+		}
+	}
+}
+
+// Owner is the uid and gid that owns the tests' root filesystems of a step
+// with a user namespace: root in its containers. No user need have it.
+const Owner = 3333
+
+// chownTree gives dir and everything in it to uid and gid.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
 }
 
 func (s *Step) args(sub, rootfs string, argv ...string) []string {

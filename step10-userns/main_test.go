@@ -1,0 +1,118 @@
+package main
+
+import (
+	"testing"
+
+	"containers-from-scratch/internal/steptest"
+)
+
+// The test binary is also the step's program: see package steptest.
+var step = &steptest.Step{Name: "step10-userns", NeedsRoot: true, UsesRootfs: true, UsesScratch: true, UsesNetwork: true, UsesUserns: true}
+
+func TestMain(m *testing.M) { steptest.Main(m, step, main) }
+
+// What this step adds.
+func TestRootInsideIsTheOwnerOutside(t *testing.T) { steptest.RootInsideIsTheOwnerOutside(t, step) }
+func TestHostRootPowersFailInside(t *testing.T)    { steptest.HostRootPowersAre(t, step, false) }
+func TestRunsWithoutRoot(t *testing.T)             { steptest.RunsWithoutRoot(t, step) }
+func TestRootOwnedRootfsIsRefused(t *testing.T)    { steptest.RootOwnedRootfsIsRefused(t, step) }
+func TestUserNamespaceWallsAreExplained(t *testing.T) {
+	steptest.UserNamespaceWallsAreExplained(t, step)
+}
+
+// What the steps before guarantee, still true. Every test runs in a
+// network namespace of the tests' own (steptest.InOwnNetwork): no packet
+// reaches a real network.
+func TestNetworkIsTheContainersOwn(t *testing.T) { steptest.NetworkIsTheContainersOwn(t, step) }
+func TestContainerAndHostReachEachOther(t *testing.T) {
+	steptest.ContainerAndHostReachEachOther(t, step)
+}
+func TestTwoContainersGetTwoCables(t *testing.T) { steptest.TwoContainersGetTwoCables(t, step) }
+func TestNothingIsLeftOnTheNetwork(t *testing.T) { steptest.NothingIsLeftOnTheNetwork(t, step) }
+func TestCommandWaitsForTheCable(t *testing.T)   { steptest.CommandWaitsForTheCable(t, step) }
+func TestContainerThatDiesWhileWiredIsOneLine(t *testing.T) {
+	steptest.ContainerThatDiesWhileWiredIsOneLine(t, step)
+}
+func TestSetupFailureWhileWiringIsOneLine(t *testing.T) {
+	steptest.SetupFailureWhileWiringIsOneLine(t, step)
+}
+func TestBadSubnetsAreUsageErrors(t *testing.T)  { steptest.BadSubnetsAreUsageErrors(t, step) }
+func TestTakenHostEndIsOneLine(t *testing.T)     { steptest.TakenHostEndIsOneLine(t, step) }
+func TestSubnetInUseIsRefused(t *testing.T)      { steptest.SubnetInUseIsRefused(t, step) }
+func TestImageIsNeverWritten(t *testing.T)       { steptest.ImageIsNeverWritten(t, step) }
+func TestChangesAreInTheUpperLayer(t *testing.T) { steptest.ChangesAreInTheUpperLayer(t, step) }
+func TestKeepKeepsTheChanges(t *testing.T)       { steptest.KeepKeepsTheChanges(t, step) }
+func TestReadOnlyRootfsWorks(t *testing.T)       { steptest.ReadOnlyRootfsWorks(t, step) }
+func TestScratchOnOverlayIsOneLine(t *testing.T) { steptest.ScratchOnOverlayIsOneLine(t, step) }
+func TestScratchOfSomeoneElsesIsRefused(t *testing.T) {
+	steptest.ScratchOfSomeoneElsesIsRefused(t, step)
+}
+func TestOverlayErrorsAreExplained(t *testing.T) { steptest.OverlayErrorsAreExplained(t, step) }
+func TestContainersDoNotSeeEachOthersWrites(t *testing.T) {
+	steptest.ContainersDoNotSeeEachOthersWrites(t, step)
+}
+func TestOtherRunsLeaveALiveContainerAlone(t *testing.T) {
+	steptest.OtherRunsLeaveALiveContainerAlone(t, step)
+}
+
+func TestChrootEscapeIsClosed(t *testing.T)        { steptest.ChrootEscapeIsClosed(t, step) }
+func TestOnlyTheContainersMounts(t *testing.T)     { steptest.OnlyTheContainersMounts(t, step) }
+func TestPivotRootErrorsAreExplained(t *testing.T) { steptest.PivotRootErrorsAreExplained(t, step) }
+func TestMountsDoNotLeakToASharedHost(t *testing.T) {
+	steptest.ProcDoesNotLeakToASharedHost(t, step)
+}
+func TestCommandStartsInItsCgroup(t *testing.T)   { steptest.CommandStartsInItsCgroup(t, step) }
+func TestForkBombIsStopped(t *testing.T)          { steptest.ForkBombIsStopped(t, step) }
+func TestMemoryHogIsKilled(t *testing.T)          { steptest.MemoryHogIsKilled(t, step) }
+func TestCPUQuotaHoldsABusyLoopBack(t *testing.T) { steptest.CPUQuotaHoldsABusyLoopBack(t, step) }
+func TestCgroupIsRemoved(t *testing.T)            { steptest.CgroupIsRemoved(t, step) }
+func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageErrors(t, step) }
+func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
+	steptest.SignalDuringCgroupSetupLeavesNoCgroup(t, step)
+}
+func TestOtherRunsLeaveALiveCgroupAlone(t *testing.T) {
+	steptest.OtherRunsLeaveALiveCgroupAlone(t, step)
+}
+func TestPsSeesOnlyTheContainer(t *testing.T)     { steptest.PsSeesOnlyTheContainer(t, step) }
+func TestSetupFailureIsOneLine(t *testing.T)      { steptest.SetupFailureIsOneLine(t, step) }
+func TestRootfsThatIsAFileIsOneLine(t *testing.T) { steptest.RootfsThatIsAFileIsOneLine(t, step) }
+func TestSignalDispositionsReachTheCommand(t *testing.T) {
+	steptest.SignalDispositionsReachTheCommand(t, step)
+}
+func TestTerminalKeysDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.TerminalKeysDuringSetupWaitForTheCommand(t, step)
+}
+func TestTerminalComesBackAfterTheContainer(t *testing.T) {
+	steptest.TerminalComesBackAfterTheContainer(t, step)
+}
+func TestHelpListsTheOptions(t *testing.T)          { steptest.HelpListsTheOptions(t, step) }
+func TestEnvironmentReachesTheCommand(t *testing.T) { steptest.EnvironmentReachesTheCommand(t, step) }
+func TestCommandThatCannotRunExits126(t *testing.T) { steptest.CommandThatCannotRunExits126(t, step) }
+func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReachesTheCommand(t, step) }
+func TestRunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T) {
+	steptest.RunKilledBeforeItsChildIsArmedLeavesNothing(t, step)
+}
+func TestSignalsDuringSetupWaitForTheCommand(t *testing.T) {
+	steptest.SignalsDuringSetupWaitForTheCommand(t, step)
+}
+func TestBackgroundRunLeavesTheTerminalAlone(t *testing.T) {
+	steptest.BackgroundRunLeavesTheTerminalAlone(t, step)
+}
+func TestEmptyRootfsIsAUsageError(t *testing.T)     { steptest.EmptyRootfsIsAUsageError(t, step) }
+func TestUsageErrorsExit2(t *testing.T)             { steptest.UsageErrorsExit2(t, step) }
+func TestStdioIsWired(t *testing.T)                 { steptest.StdioIsWired(t, step) }
+func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesThrough(t, step) }
+func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCommand(t, step) }
+func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
+func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
+func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
+func TestHostnameIsContainer(t *testing.T)          { steptest.HostnameIsContainer(t, step) }
+func TestHostnameChangeStaysInside(t *testing.T)    { steptest.HostnameChangeStaysInside(t, step) }
+func TestChildRefusesOnTheHost(t *testing.T)        { steptest.ChildRefusesOnTheHost(t, step) }
+func TestCommandIsPID1(t *testing.T)                { steptest.CommandIsPID1(t, step) }
+func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
+	steptest.PID1IgnoresSignalsItDoesNotHandle(t, step)
+}
+func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
+func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
+func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
