@@ -110,14 +110,14 @@ func run(args []string) error {
 	cmd := exec.Command("/proc/self/exe", append([]string{"child", "-scratch", c.layers}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// The user namespace comes first, and owns the others: root in
-		// it has a root's powers over them, and over nothing of the host's.
+		// The user namespace comes first, and owns the others: root in it is root over them only.
 		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWUTS | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWNET,
-		// Root (0) inside is the owner outside, and the child becomes it; no
-		// one else is mapped, and setgroups(2) stays denied (a map not root's).
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: owner.uid, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: owner.gid, Size: 1}},
-		Credential:  &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		// Root (0) inside is the owner outside, and the child becomes it. With
+		// sudo it drops run's groups; a user's keep theirs (setgroups denied).
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: owner.uid, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: owner.gid, Size: 1}},
+		GidMappingsEnableSetgroups: os.Geteuid() == 0,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0},
 		// If this process dies, the kernel kills the command too, so a
 		// killed run leaves nothing running behind it.
 		Pdeathsig: unix.SIGKILL,

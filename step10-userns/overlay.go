@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,9 +70,9 @@ func overlayDirs(c config, pid string) (overlay, error) {
 	}
 	ov := overlay{dir: dir, lower: lower, upper: filepath.Join(dir, "upper"),
 		work: filepath.Join(dir, "work"), merged: filepath.Join(dir, "merged")}
-	// userxattr: in a user namespace, overlayfs keeps its own attributes
-	// (whiteouts, opaque directories) as user.overlay.*, which an
-	// unprivileged user may write, not trusted.overlay.*.
+	// userxattr: in a user namespace, overlayfs keeps its marks (opaque
+	// directories, redirects) as user.overlay.* attributes, which a normal
+	// user may write, not trusted.overlay.*.
 	ov.options = fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", ov.lower, ov.upper, ov.work)
 	return ov, nil
 }
@@ -109,12 +110,13 @@ func createOverlay(c config, o owner) (overlay, error) {
 	// the directories: through the scratch directory (and its parent, ours
 	// by its name), but not to list them.
 	for _, d := range []string{scratch, filepath.Dir(scratch)} {
-		if fi, err := os.Stat(d); err == nil && (d == scratch || filepath.Base(d) == "containers-from-scratch") {
+		fi, err := os.Lstat(d) // a directory, not a symbolic link to one
+		if os.Geteuid() == 0 && err == nil && fi.IsDir() && (d == scratch || filepath.Base(d) == "containers-from-scratch") {
 			_ = os.Chmod(d, fi.Mode().Perm()|0o011)
 		}
 	}
 	// Cleaned up, made and locked as the cgroups are (cgroup.go).
-	removeLeftovers(scratch, os.RemoveAll)
+	removeLeftovers(scratch, removeAll)
 	if ov.lock, err = mkdirLocked(ov.dir); err != nil {
 		return ov, err
 	}
@@ -207,7 +209,7 @@ func (ov overlay) remove(keep bool) {
 		}
 		fmt.Fprintf(os.Stderr, "%s: the container's changes are kept in %s\n", prog, kept)
 	}
-	if err := os.RemoveAll(ov.dir); err != nil {
+	if err := removeAll(ov.dir); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: removing the container's changes: %v\n", prog, err)
 	}
 	if ov.lock > 0 {
@@ -228,4 +230,20 @@ func overlayError(err error) error {
 		return fmt.Errorf("mount overlay: %w: the container's root, you on the host, cannot get to the root filesystem or the -scratch directory", err)
 	}
 	return fmt.Errorf("mount overlay: %w", err)
+}
+
+// removeAll removes dir and all in it, also what the container made read
+// only (chmod 555 on a directory), which without sudo run may delete only
+// once it has made it writable again: it owns it, as the container's root.
+func removeAll(dir string) error {
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,9 +28,12 @@ func rootfsOwner(dir string) (owner, error) {
 	}
 	abs, _ := filepath.Abs(dir)
 	o := owner{int(st.Uid), int(st.Gid)}
+	if os.Geteuid() != 0 {
+		o.gid = os.Getegid() // the only group a normal user may map
+	}
 	switch {
-	case o.uid == 0:
-		return o, fmt.Errorf("%s belongs to root, who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s", abs, abs)
+	case o.uid == 0 || o.gid == 0:
+		return o, fmt.Errorf("%s belongs to root (its user or its group), who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s", abs, abs)
 	case os.Geteuid() != 0 && o.uid != os.Geteuid():
 		return o, fmt.Errorf("%s belongs to uid %d, not to you: without sudo, the container's root can only be you", abs, o.uid)
 	}
@@ -56,6 +60,11 @@ func bindDevices() error {
 	}
 	for _, name := range devices {
 		target := filepath.Join("dev", name)
+		// A symbolic link would lead out of the root filesystem, before
+		// pivot_root: to a file of the host's.
+		if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("/dev/%s in the root filesystem is a symbolic link: remove it", name)
+		}
 		// A bind mount needs a file to cover. One that is there (a
 		// /dev/null that mkrootfs made as root) does.
 		if f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644); err == nil {

@@ -173,7 +173,7 @@ func skipped(b Transcript) string {
 	v1 := isDir("/sys/fs/cgroup/pids")
 	switch {
 	case b.NotRun:
-		return "marked notrun: it would change the machine"
+		return "marked notrun: the page says why"
 	case b.Cgroup == 1 && !v1:
 		return "for cgroup v1"
 	case b.Cgroup == 2 && v1:

@@ -33,6 +33,18 @@ func hostIDs(t *testing.T, pid int) (uid, gid string) {
 	return uid, gid
 }
 
+// hostGroups returns the supplementary groups of process pid, as the host
+// sees them.
+func hostGroups(t *testing.T, pid int) string {
+	t.Helper()
+	for _, line := range strings.Split(readFile(t, fmt.Sprintf("/proc/%d/status", pid)), "\n") {
+		if v, ok := strings.CutPrefix(line, "Groups:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
 // RootInsideIsTheOwnerOutside checks, as root, that the container's
 // command is root inside and the root filesystem's owner on the host, not
 // root, and that every file of the root filesystem belongs to root inside.
@@ -52,6 +64,7 @@ func RootInsideIsTheOwnerOutside(t *testing.T, s *Step) {
 	uid, gid := hostIDs(t, command)
 	assert.Equal(t, strings.Repeat(owner+" ", 3)+owner, uid, "the command's uids on the host")
 	assert.Equal(t, strings.Repeat(owner+" ", 3)+owner, gid, "the command's gids on the host")
+	assert.Equal(t, "", hostGroups(t, command), "the command's supplementary groups on the host (run's, the host root's, dropped)")
 	require.NoError(t, unix.Kill(command, unix.SIGKILL))
 	p.Wait(t)
 }
@@ -85,7 +98,8 @@ func (s *Step) asUser(t *testing.T, args ...string) *exec.Cmd {
 // RunsWithoutRoot runs the container as a normal user, the owner of the
 // root filesystem: root, the hostname, PID 1 and only its own processes
 // inside; its writes in its own layer, not in the root filesystem; one
-// line for each feature left out; and nothing left behind.
+// line for each feature left out; and nothing left behind, not even what
+// the container made read only.
 func RunsWithoutRoot(t *testing.T, s *Step) {
 	RequireRoot(t) // to become the normal user
 	noCables(t)
@@ -94,7 +108,7 @@ func RunsWithoutRoot(t *testing.T, s *Step) {
 	require.NoError(t, os.Mkdir(scratchDir, 0o700))
 	require.NoError(t, os.Chown(scratchDir, Owner, Owner))
 	cmd := s.asUser(t, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir,
-		"sh", "-c", "id -u; hostname; echo $$; ps -o pid=,comm=; echo changed >/etc/motd; cat /etc/motd >/dev/null; cat /etc/motd")
+		"sh", "-c", "id -u; hostname; echo $$; ps -o pid=,comm=; echo changed >/etc/motd; cat /etc/motd >/dev/null; cat /etc/motd; mkdir -m 555 /d && touch /d/f")
 	r := Finish(t, cmd)
 	require.Equal(t, 0, r.Status, r.Stderr)
 	assert.Regexp(t, `^0
@@ -121,16 +135,20 @@ func RootOwnedRootfsIsRefused(t *testing.T, s *Step) {
 	r := s.Exec(t, s.args("run", dir, "true")...)
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)
-	assert.Equal(t, fmt.Sprintf("%s: %s belongs to root, who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s\n", s.Name, dir, dir), r.Stderr)
+	assert.Equal(t, fmt.Sprintf("%s: %s belongs to root (its user or its group), who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s\n", s.Name, dir, dir), r.Stderr)
 }
 
 // UserNamespaceWallsAreExplained makes the mounts that a user namespace
 // restricts fail, with strace, and checks that each error says in one line
-// what it means: the overlay (before Linux 5.11, or out of reach) and /proc.
+// what it means: the overlay (before Linux 5.11, or out of reach), /proc,
+// and a user namespace whose root the machine gives no powers (Ubuntu).
 func UserNamespaceWallsAreExplained(t *testing.T, s *Step) {
 	errorsAreExplained(t, s, "mount:error=%s:when=2", map[string]string{
 		"EPERM":  regexp.QuoteMeta("mount overlay: operation not permitted: this kernel mounts no overlay in a user namespace: Linux 5.11 and later do"),
 		"EACCES": regexp.QuoteMeta("mount overlay: permission denied: the container's root, you on the host, cannot get to the root filesystem or the -scratch directory"),
+	})
+	errorsAreExplained(t, s, "sethostname:error=%s:when=1", map[string]string{
+		"EPERM": regexp.QuoteMeta("the container's root has no powers in its user namespace: operation not permitted"),
 	})
 	errorsAreExplained(t, s, "mount:error=%s:when=3", map[string]string{
 		"EPERM": regexp.QuoteMeta("mount proc on /proc: operation not permitted: in a user namespace, only where the host's /proc has nothing mounted over parts of it"),
