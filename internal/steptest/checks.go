@@ -745,12 +745,18 @@ func OverlayErrorsAreExplained(t *testing.T, s *Step) {
 	})
 }
 
+// noProcRootfs makes a root filesystem without /proc, whose mount fails.
+func noProcRootfs(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(dir+"/README", []byte("a root filesystem without /proc\n"), 0o644))
+	return dir
+}
+
 // SetupFailureIsOneLine checks that a failing setup call is reported in one
 // line that names it.
 func SetupFailureIsOneLine(t *testing.T, s *Step) {
 	RequireRoot(t)
-	noProc := t.TempDir()
-	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
+	noProc := noProcRootfs(t)
 	r := s.Exec(t, s.RunIn(noProc, "true")...)
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)

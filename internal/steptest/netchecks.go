@@ -2,7 +2,6 @@ package steptest
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -181,8 +180,7 @@ func SetupFailureWhileWiringIsOneLine(t *testing.T, s *Step) {
 	RequireRoot(t)
 	noCables(t)
 	before := hostNetwork(t)
-	noProc := t.TempDir()
-	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
+	noProc := noProcRootfs(t)
 	p, _ := s.RunHeldBefore(t, unix.SYS_SOCKET, 300*time.Millisecond, s.RunIn(noProc, "true")...)
 	r := p.Wait(t)
 	assert.Equal(t, 1, r.Status)
@@ -202,8 +200,7 @@ func ContainerThatDiesWhileWiredIsOneLine(t *testing.T, s *Step) {
 	RequireRoot(t)
 	noCables(t)
 	before := hostNetwork(t)
-	noProc := t.TempDir()
-	require.NoError(t, os.WriteFile(noProc+"/README", []byte("a root filesystem without /proc\n"), 0o644))
+	noProc := noProcRootfs(t)
 	p, _ := s.RunHeldFrom(t, unix.SYS_SOCKET, 2, time.Second, s.RunIn(noProc, "true")...)
 	r := p.Wait(t)
 	assert.Equal(t, 1, r.Status)
