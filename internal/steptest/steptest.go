@@ -161,7 +161,10 @@ func (s *Step) reachable(dir string) {
 	if !s.UsesUserns || os.Geteuid() != 0 {
 		return
 	}
-	for d := filepath.Dir(dir); strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+	under := func(d string) bool {
+		return strings.HasPrefix(d, os.TempDir()+"/") || strings.HasPrefix(d, TempParent()+"/")
+	}
+	for d := filepath.Dir(dir); under(d); d = filepath.Dir(d) {
 		if fi, err := os.Stat(d); err == nil {
 			_ = os.Chmod(d, fi.Mode().Perm()|0o011)
 		}
