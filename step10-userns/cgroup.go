@@ -1,6 +1,6 @@
 // This file holds the cgroups of step06: the control groups that limit
-// what a container may use. main.go calls createCgroup, remove and
-// joinCgroup; the rest is here. cgroup v2, the unified hierarchy that most
+// what a container may use. main.go calls createCgroup, remove and add
+// (step10: run, not the child, puts the child in on v1); the rest is here. cgroup v2, the unified hierarchy that most
 // machines have now, comes first; v1 (older distributions, and hybrid
 // machines that mount v1 controllers beside an empty v2) after it.
 

@@ -160,7 +160,7 @@ func init() {
 func startChild() {
 	mark := os.Getenv(handoverEnv)
 	if mark == "" {
-		return // started by hand: checkNewNamespaces refuses
+		return // started by hand: checkNewUserNamespace refuses
 	}
 	os.Unsetenv(handoverEnv)
 	takeTerminal = mark == "foreground"
