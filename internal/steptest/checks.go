@@ -965,11 +965,24 @@ func CgroupIsRemoved(t *testing.T, s *Step) {
 		p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...))
 		p.WaitFor(t, "ready")
 		dirs := cgroupDirs(t, p.Cmd.Process.Pid)
+		// Until the check below, no other run, of another test package,
+		// may clean the killed run's cgroup up: a run does that under an
+		// exclusive lock of the parent, and the test holds a shared one.
+		var held []int
+		for _, dir := range dirs {
+			fd, err := unix.Open(filepath.Dir(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			require.NoError(t, err)
+			require.NoError(t, unix.Flock(fd, unix.LOCK_SH))
+			held = append(held, fd)
+		}
 		command := ChildPID(t, p.Cmd.Process.Pid)
 		require.NoError(t, p.Cmd.Process.Kill())
 		_ = p.Cmd.Wait()
 		require.Eventually(t, func() bool { return Gone(command) }, patience, time.Millisecond)
 		assert.DirExists(t, dirs["pids"], "run had no chance to remove its cgroup")
+		for _, fd := range held {
+			unix.Close(fd)
+		}
 		r := s.Run(t, "true")
 		require.Equal(t, 0, r.Status, r.Stderr)
 		gone(t, dirs)
