@@ -1,8 +1,10 @@
 // This file holds the cgroups of step06: the control groups that limit
 // what a container may use. main.go calls createCgroup, remove and add
-// (step10: run, not the child, puts the child in on v1); the rest is here. cgroup v2, the unified hierarchy that most
-// machines have now, comes first; v1 (older distributions, and hybrid
-// machines that mount v1 controllers beside an empty v2) after it.
+// (step10: run, not the child, puts the child in on v1); the rest is here.
+// cgroup v2, the unified hierarchy that most machines have now, comes
+// first; v1 (older distributions, and hybrid machines that mount v1
+// controllers beside an empty v2) after it; last, step10's cgroup without
+// the host's root, in a cgroup v2 delegated to the user.
 
 package main
 
@@ -14,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +44,11 @@ type cgroup struct {
 	made  []string // the directories this run made, and so may remove
 	locks []int    // this run's locks on them, held while it lives
 	fd    int      // on v2, its directory, open for CLONE_INTO_CGROUP
+
+	// Without the host's root: the cgroup delegated to the user that run
+	// started in, the leaf run moved to, and the controllers it enabled.
+	given, leaf string
+	enabled     []string
 }
 
 // mkdir makes one of the container's cgroup directories, locked.
@@ -126,13 +134,12 @@ func cgroupDirs(name string) (*cgroup, error) {
 // the limits c asks for. It cleans up after runs that were killed before
 // they could remove theirs, and leaves nothing half made.
 func createCgroup(c config) (cg *cgroup, err error) {
-	if os.Geteuid() != 0 {
-		leftOut("cgroup limits", "they need the host's root (sudo)")
-		return &cgroup{}, nil
-	}
 	name, err := cgroupName("self")
 	if err != nil {
 		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return delegatedCgroup(c, name)
 	}
 	if cg, err = cgroupDirs(name); err != nil {
 		return nil, err
@@ -162,13 +169,7 @@ func createCgroup(c config) (cg *cgroup, err error) {
 		if err := cg.mkdir(cg.dirs[0]); err != nil {
 			return cg, err
 		}
-		err := writeAll(cg.dirs[0], [][2]string{
-			{"pids.max", strconv.Itoa(c.pids)},
-			{"memory.max", strconv.FormatInt(c.memory, 10)},
-			{"memory.swap.max", "0"}, // or the memory limit would only push pages to swap
-			{"cpu.max", strconv.Itoa(int(math.Round(c.cpus*100000))) + " 100000"},
-		})
-		if err != nil {
+		if err := writeAll(cg.dirs[0], v2Limits(c)); err != nil {
 			return cg, err
 		}
 		cg.fd, err = unix.Open(cg.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -194,6 +195,16 @@ func createCgroup(c config) (cg *cgroup, err error) {
 		}
 	}
 	return cg, nil
+}
+
+// v2Limits are the files of a cgroup v2 that hold the limits c asks for.
+func v2Limits(c config) [][2]string {
+	return [][2]string{
+		{"pids.max", strconv.Itoa(c.pids)},
+		{"memory.max", strconv.FormatInt(c.memory, 10)},
+		{"memory.swap.max", "0"}, // or the memory limit would only push pages to swap
+		{"cpu.max", strconv.Itoa(int(math.Round(c.cpus*100000))) + " 100000"},
+	}
 }
 
 // writeAll writes, in order, each value to its file in dir, where the file
@@ -255,6 +266,124 @@ func (cg *cgroup) remove() {
 	for _, fd := range cg.locks {
 		unix.Close(fd)
 	}
+	if cg.leaf != "" {
+		// The delegated cgroup as it was given: its controllers off, run
+		// back in it, run's leaf gone.
+		off := strings.ReplaceAll(strings.Join(cg.enabled, " "), "+", "-")
+		_ = write(cg.given, "cgroup.subtree_control", off)
+		_ = write(cg.given, "cgroup.procs", strconv.Itoa(os.Getpid()))
+		_ = unix.Rmdir(cg.leaf)
+	}
+}
+
+// delegatedCgroup makes the container's cgroup without the host's root, in
+// the cgroup v2 that run started in, where that one was delegated to the
+// user (its directory and its files are theirs: cgroup-v2.rst,
+// "Delegation") and holds run alone. systemd-run --user --scope -p
+// Delegate=yes starts run in such a cgroup. Where there is none, it leaves
+// the limits out, and says so.
+func delegatedCgroup(c config, name string) (cg *cgroup, err error) {
+	given, err := givenCgroup()
+	if err != nil {
+		return nil, err
+	}
+	if given == "" {
+		leftOut("cgroup limits", "they need the host's root (sudo), or a cgroup v2 delegated to run alone (systemd-run --user --scope -p Delegate=yes)")
+		return &cgroup{}, nil
+	}
+	// What killed runs left: their container's cgroup, and run's leaf.
+	removeLeftovers(given, func(dir string) error { _ = unix.Rmdir(dir + "-run"); return unix.Rmdir(dir) })
+	procs, err := os.ReadFile(filepath.Join(given, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(given)
+	if err != nil {
+		return nil, err
+	}
+	alone := strings.TrimSpace(string(procs)) == strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		alone = alone && !e.IsDir() // no cgroup below it either
+	}
+	if !alone {
+		leftOut("cgroup limits", "the cgroup delegated to you, "+given+", holds more than run: give run one of its own (systemd-run --user --scope -p Delegate=yes)")
+		return &cgroup{}, nil
+	}
+	available, err := os.ReadFile(filepath.Join(given, "cgroup.controllers"))
+	if err != nil {
+		return nil, err
+	}
+	var enable, missing []string
+	for _, controller := range []string{"pids", "memory", "cpu"} {
+		if slices.Contains(strings.Fields(string(available)), controller) {
+			enable = append(enable, "+"+controller)
+		} else {
+			missing = append(missing, controller)
+		}
+	}
+	if len(enable) == 0 {
+		leftOut("cgroup limits", "the cgroup delegated to you, "+given+", has no pids, memory or cpu controller")
+		return &cgroup{}, nil
+	}
+	for _, controller := range missing {
+		leftOut("the "+controller+" limit", "the cgroup delegated to you, "+given+", has no "+controller+" controller")
+	}
+	cg = &cgroup{v2: true, dirs: []string{filepath.Join(given, name)}, given: given}
+	defer func() {
+		if err != nil {
+			cg.remove()
+			err = fmt.Errorf("cgroup: %w", err)
+		}
+	}()
+	// A cgroup that enables controllers for its children may hold no
+	// process itself (the "no internal processes" rule): run moves to a
+	// leaf of its own first, beside the container's cgroup.
+	if err := os.Mkdir(filepath.Join(given, name+"-run"), 0o755); err != nil {
+		return cg, err
+	}
+	cg.leaf = filepath.Join(given, name+"-run")
+	if err := write(cg.leaf, "cgroup.procs", strconv.Itoa(os.Getpid())); err != nil {
+		return cg, err
+	}
+	if err := write(given, "cgroup.subtree_control", strings.Join(enable, " ")); err != nil {
+		return cg, err
+	}
+	cg.enabled = enable
+	if err := cg.mkdir(cg.dirs[0]); err != nil {
+		return cg, err
+	}
+	if err := writeAll(cg.dirs[0], v2Limits(c)); err != nil {
+		return cg, err
+	}
+	cg.fd, err = unix.Open(cg.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return cg, err
+}
+
+// givenCgroup returns the directory of the cgroup v2 that run started in
+// (/proc/self/cgroup's "0::" line), if it was delegated to the user: run
+// may write to it and to the two files that move processes and enable
+// controllers. Otherwise it returns "".
+func givenCgroup() (string, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroupRoot, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return "", nil // cgroup v1: nothing there is ever delegated
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(self), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			dir := filepath.Join(cgroupRoot, path)
+			for _, file := range []string{".", "cgroup.procs", "cgroup.subtree_control"} {
+				if unix.Access(filepath.Join(dir, file), unix.W_OK) != nil {
+					return "", nil
+				}
+			}
+			return dir, nil
+		}
+	}
+	return "", nil
 }
 
 // cgroupName names the cgroup of the container that run, process pid in

@@ -15,7 +15,10 @@ func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 func TestRootInsideIsTheOwnerOutside(t *testing.T) { steptest.RootInsideIsTheOwnerOutside(t, step) }
 func TestHostRootPowersFailInside(t *testing.T)    { steptest.HostRootPowersAre(t, step, false) }
 func TestRunsWithoutRoot(t *testing.T)             { steptest.RunsWithoutRoot(t, step) }
-func TestRootOwnedRootfsIsRefused(t *testing.T)    { steptest.RootOwnedRootfsIsRefused(t, step) }
+func TestLimitsHoldInADelegatedCgroup(t *testing.T) {
+	steptest.LimitsHoldInADelegatedCgroup(t, step)
+}
+func TestRootOwnedRootfsIsRefused(t *testing.T) { steptest.RootOwnedRootfsIsRefused(t, step) }
 func TestUserNamespaceWallsAreExplained(t *testing.T) {
 	steptest.UserNamespaceWallsAreExplained(t, step)
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,9 +105,7 @@ func RunsWithoutRoot(t *testing.T, s *Step) {
 	RequireRoot(t) // to become the normal user
 	noCables(t)
 	before := hostNetwork(t)
-	scratchDir := filepath.Join(scratch(t, s), "containers")
-	require.NoError(t, os.Mkdir(scratchDir, 0o700))
-	require.NoError(t, os.Chown(scratchDir, Owner, Owner))
+	scratchDir := userScratch(t, s)
 	cmd := s.asUser(t, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir,
 		"sh", "-c", "id -u; hostname; echo $$; ps -o pid=,comm=; echo changed >/etc/motd; cat /etc/motd >/dev/null; cat /etc/motd; mkdir -m 555 /d && touch /d/f")
 	r := Finish(t, cmd)
@@ -118,11 +117,128 @@ container
  +\d+ ps
 changed
 $`, r.Stdout)
-	assert.Equal(t, s.Name+": cgroup limits left out: they need the host's root (sudo)\n"+
+	assert.Equal(t, s.Name+": cgroup limits left out: they need the host's root (sudo), or a cgroup v2 delegated to run alone (systemd-run --user --scope -p Delegate=yes)\n"+
 		s.Name+": the cable to the host left out: a veth pair needs the host's root (sudo); the container has lo only\n", r.Stderr)
 	assert.NoFileExists(t, filepath.Join(s.Rootfs, "etc/motd"), "a write reached the root filesystem")
 	assert.Empty(t, containerDirs(t, scratchDir), "left in the scratch directory")
 	assert.Equal(t, before, hostNetwork(t))
+}
+
+// userScratch makes a scratch directory of Owner's for a run without root.
+func userScratch(t *testing.T, s *Step) string {
+	dir := filepath.Join(scratch(t, s), "containers")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.Chown(dir, Owner, Owner))
+	return dir
+}
+
+// cableLeftOut is the line of a run without root on the veth it leaves out.
+const cableLeftOut = ": the cable to the host left out: a veth pair needs the host's root (sudo); the container has lo only\n"
+
+// LimitsHoldInADelegatedCgroup delegates a cgroup v2 to Owner, as
+// systemd-run --user --scope -p Delegate=yes does (cgroup-v2.rst,
+// "Delegation": the directory and the files that move processes and enable
+// controllers are the user's), and starts run in it without root: the
+// container's limits are in a cgroup below it and hold, run's leaf beside
+// it, and run leaves the cgroup as it was given, also after a killed run.
+// On a hybrid machine, whose cgroup v2 has no controllers to delegate, run
+// sees that cgroup v2 (bound over /sys/fs/cgroup in a mount namespace) and
+// says that it has none.
+func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
+	RequireRoot(t)
+	hierarchy, wrap := "/sys/fs/cgroup", []string(nil)
+	var st unix.Statfs_t
+	require.NoError(t, unix.Statfs(hierarchy, &st))
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		hierarchy = "/sys/fs/cgroup/unified"
+		wrap = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", `mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && exec "$@"`, "sh"}
+	}
+	given := filepath.Join(hierarchy, fmt.Sprintf("cfs-test-delegated-%d", os.Getpid()))
+	require.NoError(t, os.Mkdir(given, 0o755))
+	t.Cleanup(func() { _ = os.Remove(given) })
+	for _, file := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
+		require.NoError(t, os.Chown(filepath.Join(given, file), Owner, Owner))
+	}
+	fd, err := unix.Open(given, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	scratchDir := userScratch(t, s)
+	// inGiven starts run as Owner in the delegated cgroup, alone in it.
+	inGiven := func(args ...string) *exec.Cmd {
+		cmd := s.asUser(t, append([]string{"run", "-rootfs", s.Rootfs, "-scratch", scratchDir}, args...)...)
+		cmd.Args = append(wrap, cmd.Args...)
+		if wrap != nil {
+			cmd.Path, err = exec.LookPath(wrap[0])
+			require.NoError(t, err)
+		}
+		cmd.SysProcAttr = &unix.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		return cmd
+	}
+	// asGiven checks that the delegated cgroup is as it was given.
+	asGiven := func() {
+		t.Helper()
+		entries, err := os.ReadDir(given)
+		require.NoError(t, err)
+		for _, e := range entries {
+			assert.False(t, e.IsDir(), "cgroup left in the delegated cgroup: %s", e.Name())
+		}
+		assert.Empty(t, readFile(t, given+"/cgroup.procs"), "processes left in the delegated cgroup")
+		assert.Empty(t, readFile(t, given+"/cgroup.subtree_control"), "controllers left enabled")
+	}
+	seen := strings.TrimPrefix(given, hierarchy) // the cgroup's path, as in /proc/PID/cgroup
+	controllers := strings.Fields(readFile(t, given+"/cgroup.controllers"))
+	if !slices.Contains(controllers, "pids") || !slices.Contains(controllers, "memory") || !slices.Contains(controllers, "cpu") {
+		require.NotNil(t, wrap, "a cgroup v2 machine without the pids, memory and cpu controllers at its root: %v", controllers)
+		r := Finish(t, inGiven("true"))
+		assert.Equal(t, 0, r.Status, r.Stderr)
+		assert.Equal(t, s.Name+": cgroup limits left out: the cgroup delegated to you, /sys/fs/cgroup"+seen+", has no pids, memory or cpu controller\n"+s.Name+cableLeftOut, r.Stderr)
+		asGiven()
+		return
+	}
+
+	p := Start(t, inGiven("-pids", "16", "-memory", "64M", "-cpus", "0.5", "sh", "-c", "cat /proc/self/cgroup; echo ready; read line"))
+	p.WaitFor(t, "0::"+seen+"/"+cgroupName(t, p.Cmd.Process.Pid))
+	p.WaitFor(t, "ready")
+	container := given + "/" + cgroupName(t, p.Cmd.Process.Pid)
+	assert.Equal(t, "16\n", readFile(t, container+"/pids.max"))
+	assert.Equal(t, "67108864\n", readFile(t, container+"/memory.max"))
+	assert.Equal(t, "50000 100000\n", readFile(t, container+"/cpu.max"))
+	assert.Equal(t, "0::"+seen+"/"+cgroupName(t, p.Cmd.Process.Pid)+"-run\n", readFile(t, fmt.Sprintf("/proc/%d/cgroup", p.Cmd.Process.Pid)), "run is not in a leaf of its own")
+	_, err = p.Stdin.Write([]byte("\n"))
+	require.NoError(t, err)
+	r := p.Wait(t)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
+	asGiven()
+
+	// The limits hold: a fork bomb stops at -pids 16.
+	r = Finish(t, inGiven("-pids", "16", "sh", "-c", `i=0; while [ $i -lt 200 ]; do sleep 100 & i=$((i+1)); echo $i; done`))
+	assert.NotEqual(t, 0, r.Status)
+	assert.Contains(t, r.Stderr, "fork", "no fork was ever refused")
+	assert.LessOrEqual(t, len(strings.Fields(r.Stdout)), 15, "more processes than -pids 16 allows")
+	asGiven()
+
+	// A killed run leaves its cgroups; the next run in the same cgroup removes them.
+	p = Start(t, inGiven("sh", "-c", "echo ready; sleep 100"))
+	p.WaitFor(t, "ready")
+	container = given + "/" + cgroupName(t, p.Cmd.Process.Pid)
+	require.NoError(t, p.Cmd.Process.Kill())
+	p.Wait(t)
+	require.Eventually(t, func() bool { return readFile(t, container+"/cgroup.procs") == "" }, 10*time.Second, 10*time.Millisecond, "the killed run's container lives on")
+	r = Finish(t, inGiven("true"))
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	asGiven()
+
+	// Where systemd runs the machine (the systemd VM), a cgroup that it
+	// delegates, here a service's of Owner's, works the same.
+	if init, err := os.Readlink("/proc/1/exe"); err == nil && strings.HasPrefix(filepath.Base(init), "systemd") {
+		id := strconv.Itoa(Owner)
+		r = Finish(t, exec.Command("systemd-run", "--uid="+id, "--gid="+id, "-p", "Delegate=yes", "--wait", "--pipe", "--quiet", "--collect",
+			s.Bin, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir, "-pids", "16", "sh", "-c", "cat /proc/self/cgroup; cat /proc/self/status | grep ^Uid"))
+		assert.Equal(t, 0, r.Status, r.Stderr)
+		assert.Regexp(t, `^0::/system\.slice/run-[^/]+\.service/\d+-\d+\nUid:\s+0\s`, r.Stdout)
+		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
+	}
 }
 
 // RootOwnedRootfsIsRefused checks that a root filesystem of root's, which
