@@ -291,8 +291,6 @@ func delegatedCgroup(c config, name string) (cg *cgroup, err error) {
 		leftOut("cgroup limits", "they need the host's root (sudo), or a cgroup v2 delegated to run alone (systemd-run --user --scope -p Delegate=yes)")
 		return &cgroup{}, nil
 	}
-	// What killed runs left: their container's cgroup, and run's leaf.
-	removeLeftovers(given, func(dir string) error { _ = unix.Rmdir(dir + "-run"); return unix.Rmdir(dir) })
 	procs, err := os.ReadFile(filepath.Join(given, "cgroup.procs"))
 	if err != nil {
 		return nil, err
