@@ -17,6 +17,9 @@ func TestMountViewIsTheContainers(t *testing.T)     { steptest.MountViewIsTheCon
 func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakToASharedHost(t, step) }
 func TestSetupFailureIsOneLine(t *testing.T)        { steptest.SetupFailureIsOneLine(t, step) }
 
+// What keeps a broken step's mounts from the machine running the tests.
+func TestMountsStayInTheTests(t *testing.T) { steptest.MountsStayInTheTests(t) }
+
 // What the steps before guarantee, still true.
 func TestSignalDispositionsReachTheCommand(t *testing.T) {
 	steptest.SignalDispositionsReachTheCommand(t, step)

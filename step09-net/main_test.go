@@ -12,7 +12,7 @@ var step = &steptest.Step{Name: "step09-net", NeedsRoot: true, UsesRootfs: true,
 func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 
 // What this step adds. Every test runs in a network namespace of the
-// tests' own (steptest.InOwnNetwork): no packet reaches a real network.
+// tests' own (steptest.Isolated): no packet reaches a real network.
 func TestNetworkIsTheContainersOwn(t *testing.T) { steptest.NetworkIsTheContainersOwn(t, step) }
 func TestContainerAndHostReachEachOther(t *testing.T) {
 	steptest.ContainerAndHostReachEachOther(t, step)

@@ -24,7 +24,7 @@ func TestUserNamespaceWallsAreExplained(t *testing.T) {
 }
 
 // What the steps before guarantee, still true. Every test runs in a
-// network namespace of the tests' own (steptest.InOwnNetwork): no packet
+// network namespace of the tests' own (steptest.Isolated): no packet
 // reaches a real network.
 func TestNetworkIsTheContainersOwn(t *testing.T) { steptest.NetworkIsTheContainersOwn(t, step) }
 func TestContainerAndHostReachEachOther(t *testing.T) {

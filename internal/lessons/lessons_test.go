@@ -22,7 +22,7 @@ const root = "../.."
 
 // TestMain runs the tests in a network namespace of their own, with a
 // stand-in for a host's network, as root: see TestTranscriptsRun.
-func TestMain(m *testing.M) { os.Exit(steptest.InOwnNetwork(m.Run)) }
+func TestMain(m *testing.M) { os.Exit(steptest.Isolated(true, m.Run)) }
 
 func TestDiffBlocksMatchTheCode(t *testing.T) {
 	for i := 1; i < len(Steps); i++ {

@@ -118,7 +118,13 @@ func KillingRunKillsTheCommand(t *testing.T, s *Step) {
 // the status a shell gives it, 127, and one line that names it.
 func CommandNotFoundExits127(t *testing.T, s *Step) {
 	s.requireRoot(t)
-	for _, name := range []string{"no-such-command", "/no/such/command"} {
+	names := []string{"no-such-command", "/no/such/command"}
+	if s.UsesRootfs {
+		// One the host has (the tests need it) and the root filesystem
+		// has not: it is looked for in the container, not on the host.
+		names = append(names, "strace")
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			r := s.Run(t, name, "arg")
 			assert.Equal(t, 127, r.Status)
@@ -165,6 +171,28 @@ func HostnameChangeStaysInside(t *testing.T, s *Step) {
 	after, err := os.Hostname()
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "the host's hostname changed")
+}
+
+// MountsStayInTheTests checks what keeps a broken step from damaging the
+// machine that runs the tests (Isolated): they run in a mount namespace of
+// their own, whose mounts never reach the machine's. A mount the test makes
+// shows in its own mount table, and not in that of the process that
+// started the tests, in the machine's namespace.
+func MountsStayInTheTests(t *testing.T) {
+	RequireRoot(t)
+	dir := t.TempDir()
+	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, ""))
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	assert.Contains(t, readFile(t, "/proc/self/mountinfo"), " "+dir+" ")
+	machine := readFile(t, fmt.Sprintf("/proc/%d/mountinfo", os.Getppid()))
+	assert.NotContains(t, machine, " "+dir+" ", "a mount of the tests' reached the machine's mount table")
+	// Shared among the tests' mounts, as on a systemd host; and where the
+	// machine's / is shared, a slave of it ("master:").
+	self := readFile(t, "/proc/self/mountinfo")
+	assert.Regexp(t, `(?m)^\S+ \S+ \S+ \S+ / \S+ shared:`, self, "the tests' / is not shared")
+	if regexp.MustCompile(`(?m)^\S+ \S+ \S+ \S+ / \S+ shared:`).MatchString(machine) {
+		assert.Regexp(t, `(?m)^\S+ \S+ \S+ \S+ / \S+ shared:\S+ master:`, self, "the tests' / is a peer of the machine's")
+	}
 }
 
 // ChildRefusesOnTheHost checks that "child", run by hand, refuses to set up
@@ -235,6 +263,21 @@ func RootIsTheRootfs(t *testing.T, s *Step) {
 	r = s.Run(t, "sh", "-c", "pwd -P")
 	require.Equal(t, 0, r.Status, r.Stderr)
 	assert.Equal(t, "/\n", r.Stdout, "the command did not start in /")
+
+	// Without -rootfs, as the pages run it: the rootfs folder of the
+	// working directory, never the host's /.
+	args := []string{"run"}
+	if s.UsesScratch {
+		args = append(args, "-scratch", s.Scratch)
+	}
+	cmd := s.Command(t, append(args, "ls", "/")...)
+	cmd.Dir = filepath.Dir(s.Rootfs)
+	require.Equal(t, "rootfs", filepath.Base(s.Rootfs))
+	r = Finish(t, cmd)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	got = strings.Fields(r.Stdout)
+	sort.Strings(got)
+	assert.Equal(t, want, got, "without -rootfs")
 }
 
 // MissingRootfsSaysHowToBuildIt checks that a missing or empty root
@@ -398,13 +441,20 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 	script := `"$0" "$@"; echo "status $?"; cat /proc/self/mountinfo`
 	args := append([]string{s.Bin}, s.RunArgs("sh", "-c", "echo ready; read line; exit 0")...)
 
-	for _, end := range []string{"command exits", "command killed", "run killed"} {
+	for _, end := range []string{"command exits", "command killed", "run killed", "root filesystem on a mount of its own"} {
 		t.Run(end, func(t *testing.T) {
 			// Private first, then shared: "unshare --propagation shared"
 			// on a host whose mounts are shared would make the simulated
 			// host's mounts peers of the real one's, and a leak would
 			// reach the machine running the tests.
-			cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", "mount --make-rshared / && " + script}, args...)...)
+			setUp, container := "mount --make-rshared / && ", container
+			if end == "root filesystem on a mount of its own" {
+				// As on a /home partition, or a VM's synced folder: a
+				// shared mount that is not /.
+				setUp += "mount --bind " + s.Rootfs + " " + s.Rootfs + " && mount --make-shared " + s.Rootfs + " && "
+				container = " " + s.Rootfs + "/"
+			}
+			cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", setUp + script}, args...)...)
 			p := Start(t, cmd)
 			p.WaitFor(t, "ready")
 
@@ -418,14 +468,14 @@ func ProcDoesNotLeakToASharedHost(t *testing.T, s *Step) {
 			run := ChildPID(t, cmd.Process.Pid)
 			want := "status 0"
 			switch end {
-			case "command exits":
-				require.NoError(t, p.Stdin.Close())
 			case "command killed":
 				require.NoError(t, unix.Kill(ChildPID(t, run), unix.SIGKILL))
 				want = "status 137"
 			case "run killed":
 				require.NoError(t, unix.Kill(run, unix.SIGKILL))
 				want = "status 137"
+			default:
+				require.NoError(t, p.Stdin.Close())
 			}
 			p.WaitFor(t, want)
 			r := p.Wait(t)

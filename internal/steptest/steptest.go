@@ -41,7 +41,7 @@ type Step struct {
 	// run of the tests gets one of the tests' own, not the machine's.
 	UsesScratch bool
 	// UsesNetwork says whether run wires a network (step09 on): then the
-	// tests run in a network namespace of their own (InOwnNetwork).
+	// tests run in a network namespace of their own (Isolated).
 	UsesNetwork bool
 	// UsesUserns says whether the container runs in a user namespace
 	// (step10): then the root filesystems the tests give it belong to
@@ -63,10 +63,7 @@ func Main(m *testing.M, s *Step, stepMain func()) {
 	case breakoutName:
 		breakout(os.Args[1])
 	}
-	if s.UsesNetwork {
-		os.Exit(InOwnNetwork(func() int { return s.runTests(m) }))
-	}
-	os.Exit(s.runTests(m))
+	os.Exit(Isolated(s.UsesNetwork, func() int { return s.runTests(m) }))
 }
 
 func (s *Step) runTests(m *testing.M) int {
@@ -218,8 +215,20 @@ func Plain(program string, args ...string) []string {
 
 // CommandTimeout bounds a command a test runs, so that one that hangs
 // fails the test rather than the whole run. It is generous: in an emulated
-// VM on a busy machine, a memory hog alone takes 20 s.
-const CommandTimeout = 90 * time.Second
+// VM on a busy machine, a memory hog alone takes 20 s. The mutation check
+// (internal/mutants), whose mutants may hang, sets a shorter one in
+// TimeoutEnv.
+var CommandTimeout = timeout()
+
+// TimeoutEnv holds another CommandTimeout, as time.ParseDuration reads it.
+const TimeoutEnv = "CONTAINERS_FROM_SCRATCH_TEST_TIMEOUT"
+
+func timeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(TimeoutEnv)); err == nil && d > 0 {
+		return d
+	}
+	return 90 * time.Second
+}
 
 // waitDelay bounds how long a test waits for a command's output once it
 // has exited: a process it leaked could hold the pipes open for good.

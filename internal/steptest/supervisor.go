@@ -29,8 +29,8 @@ import (
 
 // patience is how long a test waits for what must happen: far longer than
 // it takes, even in an emulated VM on a busy machine, and only spent when
-// something is wrong.
-const patience = 30 * time.Second
+// something is wrong: a third of CommandTimeout.
+var patience = CommandTimeout / 3
 
 // syscalls names the system calls the tests stop at, for strace.
 var syscalls = map[int]string{
