@@ -1,0 +1,243 @@
+// Command mutants checks that the tests fail when the lesson breaks. It
+// makes each mutant of mutants.go, one at a time, in a scratch copy of the
+// repository, and runs the tests that guard what the mutant breaks, in its
+// package only. A mutant they let pass is a hole in the tests: it is named,
+// with the guarantee it breaks, and the command fails.
+//
+// Usage, as root (the tests run containers), from the repository:
+//
+//	go run ./internal/mutants [-run REGEXP] [-only cgroup-v2] [-timeout D] [-list]
+//
+// -run makes only the mutants whose package or name matches; -only
+// cgroup-v1 or cgroup-v2 only those that need that hierarchy (the systemd
+// VM runs the cgroup v2 ones); -list lists them, and makes none. A mutant
+// that needs the other hierarchy than this machine's is left out, and
+// counted as such.
+//
+// The tests of a mutant run in namespaces of their own, as every step's
+// tests do (steptest.Isolated): a mutant that leaks mounts, renames the
+// host or plugs cables in does so there, and not on this machine.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"containers-from-scratch/internal/steptest"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	match := flag.String("run", "", "make only the mutants whose package or name matches `REGEXP`")
+	only := flag.String("only", "", "make only the mutants that need `HIERARCHY`: cgroup-v1 or cgroup-v2")
+	list := flag.Bool("list", false, "list the mutants, and make none")
+	flag.DurationVar(&timeout, "timeout", 10*time.Second, "how long a test waits for a command, at most: a mutant may hang it (the tests' own is 90s)")
+	flag.Parse()
+	if flag.NArg() > 0 || (*only != "" && *only != "cgroup-v1" && *only != "cgroup-v2") {
+		flag.Usage()
+		os.Exit(2)
+	}
+	re, err := regexp.Compile(*match)
+	if err != nil {
+		fail("-run: %v", err)
+	}
+	var chosen []mutant
+	for _, m := range mutants {
+		if re.MatchString(m.pkg+": "+m.name) && (*only == "" || m.needs == strings.Replace(*only, "-", " ", 1)) {
+			chosen = append(chosen, m)
+		}
+	}
+	if *list {
+		for _, m := range chosen {
+			fmt.Printf("%s: %s%s\n\tbreaks: %s\n\tguarded by: %s\n", m.pkg, m.name, where(m.needs), m.breaks, m.tests)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		fail("run it as root: the tests run containers (go run -exec sudo ./internal/mutants)")
+	}
+	os.Exit(check(chosen))
+}
+
+// where says where a mutant shows, if not everywhere.
+func where(needs string) string {
+	if needs == "" {
+		return ""
+	}
+	return " (on " + needs + ")"
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "mutants: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// check makes each mutant in a scratch copy of the repository and runs its
+// tests, and returns the exit status: 0 when every mutant was killed.
+func check(chosen []mutant) int {
+	start := time.Now()
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		fail("run it from inside the repository: %v", err)
+	}
+	copyDir, err := os.MkdirTemp("/var/tmp", "cfs-mutants-")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(copyDir)
+	if err := copyRepository(strings.TrimSpace(string(top)), copyDir); err != nil {
+		fail("copying the repository: %v", err)
+	}
+	hierarchy := "cgroup v1"
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		hierarchy = "cgroup v2"
+	}
+
+	var killed, survived, broken, elsewhere int
+	for _, m := range chosen {
+		if m.needs != "" && m.needs != hierarchy {
+			elsewhere++
+			continue
+		}
+		began := time.Now()
+		failed, err := try(copyDir, m)
+		took := time.Since(began).Round(100 * time.Millisecond)
+		switch {
+		case err != nil:
+			broken++
+			fmt.Printf("BROKEN   %s: %s: %v\n", m.pkg, m.name, err)
+		case failed == "":
+			survived++
+			fmt.Printf("SURVIVED %s: %s%s (%s)\n         breaks: %s; and %s pass\n", m.pkg, m.name, where(m.needs), took, m.breaks, m.tests)
+		default:
+			killed++
+			fmt.Printf("killed   %s: %s%s, by %s (%s)\n", m.pkg, m.name, where(m.needs), failed, took)
+		}
+	}
+	made := killed + survived
+	ratio := 0.0
+	if made > 0 {
+		ratio = 100 * float64(killed) / float64(made)
+	}
+	fmt.Printf("mutants: %d made on %s, %d killed (%.0f%%), %d survived, %d broken; %d need the other hierarchy; %s\n",
+		made, hierarchy, killed, ratio, survived, broken, elsewhere, time.Since(start).Round(time.Second))
+	if survived > 0 || broken > 0 {
+		return 1
+	}
+	return 0
+}
+
+// copyRepository copies the files of the repository at top that git
+// tracks, and those not yet committed, to dir.
+func copyRepository(top, dir string) error {
+	out, err := exec.Command("git", "-C", top, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(top, name)
+		info, err := os.Lstat(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted, not yet committed
+		}
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, dst); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, data, info.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeout is the tests' CommandTimeout, for a mutant.
+var timeout time.Duration
+
+// failLine is how go test names a test that failed.
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+
+// try makes mutant m in the copy at dir, runs its tests, and puts the file
+// back. It returns the tests that failed, "" if none did, or an error if
+// the mutant could not be made or tested: an edit that no longer applies,
+// code that does not build.
+func try(dir string, m mutant) (string, error) {
+	file := filepath.Join(dir, m.pkg, m.file)
+	if strings.HasPrefix(m.file, "/") {
+		file = filepath.Join(dir, m.file)
+	}
+	original, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	defer os.WriteFile(file, original, 0o644)
+	code := string(original)
+	for i, edit := range m.edits {
+		if n := strings.Count(code, edit[0]); n != 1 {
+			return "", fmt.Errorf("edit %d finds its text %d times in %s, not once: the code has changed; update internal/mutants/mutants.go", i+1, n, m.file)
+		}
+		code = strings.Replace(code, edit[0], edit[1], 1)
+	}
+	if err := os.WriteFile(file, []byte(code), 0o644); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", "-run", "^("+m.tests+")$", "./"+m.pkg)
+	cmd.Dir = dir
+	// A mutant that hangs a command fails its test sooner; and the first
+	// test that fails is enough.
+	cmd.Env = append(os.Environ(), steptest.TimeoutEnv+"="+timeout.String())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if err == nil {
+		if strings.Contains(out.String(), "[no tests to run]") {
+			return "", fmt.Errorf("no test matches %s", m.tests)
+		}
+		return "", nil
+	}
+	if strings.Contains(out.String(), "[build failed]") || strings.Contains(out.String(), "[setup failed]") {
+		return "", fmt.Errorf("does not build:\n%s", out.String())
+	}
+	var names []string
+	for _, f := range failLine.FindAllStringSubmatch(out.String(), -1) {
+		if !strings.Contains(f[1], "/") { // the tests, not their subtests
+			names = append(names, f[1])
+		}
+	}
+	if len(names) == 0 {
+		// Killed another way: a panic, a timeout, a test binary that died.
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		return "the test binary: " + lines[len(lines)-1], nil
+	}
+	return strings.Join(names, ", "), nil
+}

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Runs inside the systemd VM that vm/systemd-vm-test.sh boots, from the
+# clone of the repository, as root; reports on the serial console (the
+# VM's unit sends our output there): the suite, then the mutants that only
+# cgroup v2 shows (internal/mutants).
+set -u
+export HOME=/root GOPROXY=off GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+echo "CFS-KERNEL $(uname -r)"
+echo "CFS-CGROUP $(stat -fc %T /sys/fs/cgroup)"
+echo "CFS-PROPAGATION $(findmnt -no PROPAGATION /)"
+echo "CFS-INIT $(ps -o comm= -p 1)"
+start=$(date +%s)
+go test -count=1 -v ./... >/root/test.log 2>&1
+status=$?
+cat /root/test.log
+count() { grep -cE -- "^\s*--- $1" /root/test.log; }
+echo "CFS-RESULT status=$status passed=$(count PASS) skipped=$(count SKIP) failed=$(count FAIL) seconds=$(($(date +%s) - start))"
+# An emulated machine is slow: a test waits for a command up to 60 s.
+go run ./internal/mutants -only cgroup-v2 -timeout 60s >/root/mutants.log 2>&1
+status=$?
+cat /root/mutants.log
+echo "CFS-MUTANTS status=$status $(tail -n1 /root/mutants.log)"
