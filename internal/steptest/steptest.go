@@ -58,6 +58,7 @@ type Step struct {
 func Main(m *testing.M, s *Step, stepMain func()) {
 	switch filepath.Base(os.Args[0]) {
 	case s.Name, "exe":
+		probeChildThread()
 		stepMain()
 		os.Exit(0)
 	case breakoutName:

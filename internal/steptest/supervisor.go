@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -549,4 +550,68 @@ func OtherRunsLeaveALiveCgroupAlone(t *testing.T, s *Step) {
 	require.NoError(t, unix.Kill(child, unix.SIGCONT))
 	r = p.Wait(t)
 	assert.Equal(t, 0, r.Status, "the run held before its child joined its cgroup: %s", r.Stderr)
+}
+
+// threadProbeEnv asks the step's program, started as "child", to probe its
+// thread first (probeChildThread).
+const threadProbeEnv = "CONTAINERS_FROM_SCRATCH_TEST_THREAD_PROBE"
+
+// probeChildThread, in a child started with threadProbeEnv, checks what
+// the parent-death signal rests on: the kernel keeps it per thread, for the
+// first thread of the child only, so the child's main must stay on that
+// thread until it execs the command, which each step's plumbing makes
+// sure of with runtime.LockOSThread. The probe gives Go's scheduler a
+// chance to move main that it takes every time when main is not locked
+// (switchesThread), and stops the child with status 99 if main moved.
+func probeChildThread() {
+	if os.Getenv(threadProbeEnv) == "" || len(os.Args) < 2 || os.Args[1] != "child" {
+		return
+	}
+	os.Unsetenv(threadProbeEnv)
+	if unix.Gettid() != unix.Getpid() || switchesThread() {
+		fmt.Fprintln(os.Stderr, "probe: the child's main left the first thread, which alone has the parent-death signal: runtime.LockOSThread is missing")
+		os.Exit(99)
+	}
+}
+
+// switchesThread reports whether the calling goroutine ends on another
+// thread than it started on, after a wait in a system call long enough for
+// the scheduler to hand its processor to a goroutine that keeps it busy
+// until after the call returns: with one processor (GOMAXPROCS 1), an
+// unlocked goroutine then waits for it, and goes on on the other goroutine's
+// thread. A locked one goes on on its own.
+func switchesThread() bool {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	tid := unix.Gettid()
+	done := make(chan struct{})
+	go func() {
+		for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); {
+		}
+		close(done)
+	}()
+	// The scheduler takes the processor of a goroutine in a system call
+	// within 20 ms (sysmon), when another goroutine waits for one.
+	_ = unix.Nanosleep(&unix.Timespec{Nsec: 60e6}, nil)
+	<-done
+	return unix.Gettid() != tid
+}
+
+// ChildStaysOnItsFirstThread checks that the child, until it execs the
+// command, runs on the thread that has the parent-death signal, so that
+// the command has it too (probeChildThread); and that the probe catches a
+// goroutine that is not locked to its thread, every time.
+func ChildStaysOnItsFirstThread(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// The probe itself, on an unlocked goroutine: a busy machine may delay
+	// the scheduler's hand-over once, not five times.
+	moved := false
+	for i := 0; i < 5 && !moved; i++ {
+		moved = switchesThread()
+	}
+	assert.True(t, moved, "the probe never moved an unlocked goroutine to another thread")
+	cmd := s.Command(t, s.RunArgs("true")...)
+	cmd.Env = append(os.Environ(), threadProbeEnv+"=1")
+	r := Finish(t, cmd)
+	assert.Equal(t, 0, r.Status, r.Stderr)
+	assert.Empty(t, r.Stderr)
 }
