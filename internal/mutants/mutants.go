@@ -13,6 +13,9 @@ type mutant struct {
 	edits  [][2]string
 	tests  string // the tests that guard it: a -run pattern of the package's
 	needs  string // "cgroup v1" or "cgroup v2", where only that shows it; "" anywhere
+	// exercise is the number of the exercise of the step's page that has
+	// the learner make this very edit: the exercise names the tests.
+	exercise int
 }
 
 // remove edits a line (or lines) out.
@@ -31,7 +34,11 @@ var mutants = []mutant{
 	{pkg: "step01-exec", file: "main.go", name: "no Pdeathsig",
 		breaks: "killing run kills the command",
 		edits:  [][2]string{{"Pdeathsig: unix.SIGKILL,", "Pdeathsig: unix.Signal(0),"}},
-		tests:  "TestKillingRunKillsTheCommand"},
+		tests:  "TestKillingRunKillsTheCommand", exercise: 2},
+	{pkg: "step01-exec", file: "plumbing.go", name: "no signal caught",
+		breaks: "a signal sent to run reaches the command, and run reports how it ended",
+		edits:  [][2]string{remove("\t\tsignal.Notify(signals, catchable()...)\n")},
+		tests:  "TestSignalsReachTheCommand", exercise: 3},
 	{pkg: "step01-exec", file: "plumbing.go", name: "a signal not forwarded",
 		breaks: "a signal sent to run reaches the command",
 		edits:  [][2]string{{"_ = cmd.Process.Signal(sig) // it may have exited already", "_ = sig"}},
@@ -100,7 +107,7 @@ var mutants = []mutant{
 	{pkg: "step05-proc", file: "main.go", name: "no private /",
 		breaks: "on a systemd host (/ shared), /proc does not leak to the host",
 		edits:  [][2]string{{`if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {`, noErr}},
-		tests:  "TestProcDoesNotLeakToASharedHost"},
+		tests:  "TestProcDoesNotLeakToASharedHost", exercise: 2},
 	{pkg: "step05-proc", file: "main.go", name: "no MS_REC on the private /",
 		breaks: "with the root filesystem on a mount of its own, /proc does not leak to a systemd host",
 		edits:  [][2]string{{"unix.MS_REC|unix.MS_PRIVATE", "unix.MS_PRIVATE"}},
@@ -150,7 +157,7 @@ var mutants = []mutant{
 	{pkg: "step07-pivot-root", file: "main.go", name: "the old root not detached",
 		breaks: "the container sees its own mounts only",
 		edits:  [][2]string{{`if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {`, noErr}},
-		tests:  "TestOnlyTheContainersMounts|TestChrootEscapeIsClosed"},
+		tests:  "TestChrootEscapeIsClosed", exercise: 2},
 
 	// step08: overlay.
 	{pkg: "step08-overlay", file: "main.go", name: "the root filesystem itself, no overlay",

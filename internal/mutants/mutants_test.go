@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEveryEditApplies makes every mutant in memory, as the check would,
+// without running anything: an edit whose code has moved on fails here,
+// in the suite, and not only in CI's mutation check.
+func TestEveryEditApplies(t *testing.T) {
+	for _, m := range mutants {
+		t.Run(m.pkg+": "+m.name, func(t *testing.T) {
+			file := filepath.Join("..", "..", m.pkg, m.file)
+			if strings.HasPrefix(m.file, "/") {
+				file = filepath.Join("..", "..", m.file)
+			}
+			code, err := os.ReadFile(file)
+			require.NoError(t, err)
+			text := string(code)
+			for i, edit := range m.edits {
+				require.Equal(t, 1, strings.Count(text, edit[0]), "edit %d: its text is not in %s exactly once", i+1, m.file)
+				text = strings.Replace(text, edit[0], edit[1], 1)
+			}
+			assert.NotEmpty(t, m.breaks)
+			assert.Contains(t, []string{"", "cgroup v1", "cgroup v2"}, m.needs)
+			for _, test := range strings.Split(m.tests, "|") {
+				tests, err := os.ReadFile(filepath.Join("..", "..", m.pkg, "main_test.go"))
+				require.NoError(t, err)
+				assert.Contains(t, string(tests), "func "+test+"(", "no such test in %s", m.pkg)
+			}
+		})
+	}
+}
+
+// TestExercisesNameTheTests checks that an exercise that has the learner
+// make a mutant's edit names the tests that then fail.
+func TestExercisesNameTheTests(t *testing.T) {
+	for _, m := range mutants {
+		if m.exercise == 0 {
+			continue
+		}
+		page, err := os.ReadFile(filepath.Join("..", "..", m.pkg, "README.md"))
+		require.NoError(t, err)
+		_, exercises, ok := strings.Cut(string(page), "\n## Exercises\n")
+		require.True(t, ok, "%s/README.md has no exercises", m.pkg)
+		start := regexp.MustCompile(`(?m)^` + strconv.Itoa(m.exercise) + `\. `).FindStringIndex(exercises)
+		require.NotNil(t, start, "%s/README.md has no exercise %d", m.pkg, m.exercise)
+		exercise := exercises[start[0]:]
+		if next := regexp.MustCompile(`(?m)^` + strconv.Itoa(m.exercise+1) + `\. `).FindStringIndex(exercise); next != nil {
+			exercise = exercise[:next[0]]
+		}
+		for _, test := range strings.Split(m.tests, "|") {
+			assert.Contains(t, exercise, "`"+test+"`", "%s exercise %d has the learner %s, and does not name the test that then fails", m.pkg, m.exercise, m.name)
+		}
+	}
+}
