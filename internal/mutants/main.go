@@ -4,7 +4,8 @@
 // package only. A mutant they let pass is a hole in the tests: it is named,
 // with the guarantee it breaks, and the command fails.
 //
-// Usage, as root (the tests run containers), from the repository:
+// Usage, as root (the tests run containers; and root needs Go on its PATH:
+// sudo env "PATH=$PATH" go run ./internal/mutants), from the repository:
 //
 //	go run ./internal/mutants [-run REGEXP] [-only cgroup-v2] [-timeout D] [-list]
 //
@@ -64,7 +65,7 @@ func main() {
 		return
 	}
 	if os.Geteuid() != 0 {
-		fail("run it as root: the tests run containers (go run -exec sudo ./internal/mutants)")
+		fail("run it as root, with Go on root's PATH: the tests run containers (sudo env \"PATH=$PATH\" go run ./internal/mutants)")
 	}
 	os.Exit(check(chosen))
 }
