@@ -166,14 +166,7 @@ func createCgroup(c config) (cg *cgroup, err error) {
 				return cg, fmt.Errorf("%w (are the pids, memory and cpu controllers available and delegated to %s?)", err, dir)
 			}
 		}
-		if err := cg.mkdir(cg.dirs[0]); err != nil {
-			return cg, err
-		}
-		if err := writeAll(cg.dirs[0], v2Limits(c)); err != nil {
-			return cg, err
-		}
-		cg.fd, err = unix.Open(cg.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return cg, err
+		return cg, cg.makeV2(c)
 	}
 	for _, dir := range cg.dirs {
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
@@ -197,14 +190,23 @@ func createCgroup(c config) (cg *cgroup, err error) {
 	return cg, nil
 }
 
-// v2Limits are the files of a cgroup v2 that hold the limits c asks for.
-func v2Limits(c config) [][2]string {
-	return [][2]string{
+// makeV2 makes the container's cgroup v2, with the limits c asks for, and
+// opens it for CLONE_INTO_CGROUP.
+func (cg *cgroup) makeV2(c config) (err error) {
+	if err := cg.mkdir(cg.dirs[0]); err != nil {
+		return err
+	}
+	err = writeAll(cg.dirs[0], [][2]string{
 		{"pids.max", strconv.Itoa(c.pids)},
 		{"memory.max", strconv.FormatInt(c.memory, 10)},
 		{"memory.swap.max", "0"}, // or the memory limit would only push pages to swap
 		{"cpu.max", strconv.Itoa(int(math.Round(c.cpus*100000))) + " 100000"},
+	})
+	if err != nil {
+		return err
 	}
+	cg.fd, err = unix.Open(cg.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return err
 }
 
 // writeAll writes, in order, each value to its file in dir, where the file
@@ -347,14 +349,7 @@ func delegatedCgroup(c config, name string) (cg *cgroup, err error) {
 		return cg, err
 	}
 	cg.enabled = enable
-	if err := cg.mkdir(cg.dirs[0]); err != nil {
-		return cg, err
-	}
-	if err := writeAll(cg.dirs[0], v2Limits(c)); err != nil {
-		return cg, err
-	}
-	cg.fd, err = unix.Open(cg.dirs[0], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	return cg, err
+	return cg, cg.makeV2(c)
 }
 
 // givenCgroup returns the directory of the cgroup v2 that run started in
