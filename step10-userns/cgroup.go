@@ -353,9 +353,9 @@ func delegatedCgroup(c config, name string) (cg *cgroup, err error) {
 }
 
 // givenCgroup returns the directory of the cgroup v2 that run started in
-// (/proc/self/cgroup's "0::" line), if it was delegated to the user: run
-// may write to it and to the two files that move processes and enable
-// controllers. Otherwise it returns "".
+// (/proc/self/cgroup's "0::" line), if it was delegated to the user: run,
+// as who it runs as (its effective ids), may write to it and to the two
+// files that move processes and enable controllers. Otherwise it returns "".
 func givenCgroup() (string, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(cgroupRoot, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
@@ -369,7 +369,7 @@ func givenCgroup() (string, error) {
 		if path, ok := strings.CutPrefix(line, "0::"); ok {
 			dir := filepath.Join(cgroupRoot, path)
 			for _, file := range []string{".", "cgroup.procs", "cgroup.subtree_control"} {
-				if unix.Access(filepath.Join(dir, file), unix.W_OK) != nil {
+				if unix.Faccessat(unix.AT_FDCWD, filepath.Join(dir, file), unix.W_OK, unix.AT_EACCESS) != nil {
 					return "", nil
 				}
 			}

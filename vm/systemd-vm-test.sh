@@ -48,7 +48,7 @@ trap cleanup EXIT
 image=$cache/debian-$suite-systemd-vm.img
 packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates,strace,git,iproute2,iputils-ping
 # Bump image_version when what goes into the image changes.
-image_version=4
+image_version=5
 recipe="$suite $packages $image_version"
 if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; then
 	mirror=$(host_mirror "$suite")
@@ -78,7 +78,9 @@ if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; t
 		echo "CFS-BOOTED"
 		mkdir -p /mnt/cfs && mount -o ro LABEL=cfs-repo /mnt/cfs || { echo "CFS-ERROR no repository disk"; exit 1; }
 		cp -a /mnt/cfs/repo /root/cfs && mkdir -p /root/go/pkg && cp -a /mnt/cfs/gomodcache /root/go/pkg/mod
-		cd /root/cfs && exec bash vm/in-vm.sh
+		cd /root/cfs || exit 1
+		[ -f vm/in-vm.sh ] && exec bash vm/in-vm.sh
+		echo "CFS-ERROR this commit has no vm/in-vm.sh: it is older than the VM's image (version 4 on)"
 	EOF
 	chmod +x "$root/usr/local/bin/cfs-test"
 	chroot "$root" systemctl enable cfs-test.service >/dev/null 2>&1
@@ -259,6 +261,7 @@ echo "$name: ${mutants:-the mutation check did not finish}"
 [ "${status:-1}" -eq 0 ] || fail "the suite failed inside the VM (status $status)"
 case $mutants in
 status=0\ *) ;;
+"") fail "the mutation check of cgroup v2 did not finish inside the VM${timed_out:+ within ${limit}s}${last_crash:+: the emulated machine crashed ($last_crash)}" ;;
 *) fail "the mutation check of cgroup v2 failed inside the VM: a mutant survived, or could not be made" ;;
 esac
 say "passed"

@@ -22,7 +22,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,7 +41,7 @@ func main() {
 	match := flag.String("run", "", "make only the mutants whose package or name matches `REGEXP`")
 	only := flag.String("only", "", "make only the mutants that need `HIERARCHY`: cgroup-v1 or cgroup-v2")
 	list := flag.Bool("list", false, "list the mutants, and make none")
-	flag.DurationVar(&timeout, "timeout", 10*time.Second, "how long a test waits for a command, at most: a mutant may hang it (the tests' own is 90s)")
+	flag.DurationVar(&timeout, "timeout", 20*time.Second, "how long a test waits for a command, at most: a mutant may hang it (the tests' own is 90s)")
 	flag.Parse()
 	if flag.NArg() > 0 || (*only != "" && *only != "cgroup-v1" && *only != "cgroup-v2") {
 		flag.Usage()
@@ -89,15 +88,18 @@ func check(chosen []mutant) int {
 	start := time.Now()
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
-		fail("run it from inside the repository: %v", err)
+		fmt.Fprintf(os.Stderr, "mutants: run it from inside the repository: %v\n", err)
+		return 1
 	}
 	copyDir, err := os.MkdirTemp("/var/tmp", "cfs-mutants-")
 	if err != nil {
-		fail("%v", err)
+		fmt.Fprintf(os.Stderr, "mutants: %v\n", err)
+		return 1
 	}
 	defer os.RemoveAll(copyDir)
 	if err := copyRepository(strings.TrimSpace(string(top)), copyDir); err != nil {
-		fail("copying the repository: %v", err)
+		fmt.Fprintf(os.Stderr, "mutants: copying the repository: %v\n", err)
+		return 1
 	}
 	hierarchy := "cgroup v1"
 	var st unix.Statfs_t
@@ -105,10 +107,31 @@ func check(chosen []mutant) int {
 		hierarchy = "cgroup v2"
 	}
 
-	var killed, survived, broken, elsewhere int
+	// First the tests of every package as they are, with the same
+	// settings: a kill counts only where they pass without the mutant.
+	here := chosen[:0:0]
+	elsewhere := 0
+	guards := map[string][]string{}
 	for _, m := range chosen {
 		if m.needs != "" && m.needs != hierarchy {
 			elsewhere++
+			continue
+		}
+		here = append(here, m)
+		guards[m.pkg] = append(guards[m.pkg], m.tests)
+	}
+	unfit := map[string]string{}
+	for pkg, tests := range guards {
+		if out, failed := test(copyDir, pkg, strings.Join(tests, "|")); failed {
+			unfit[pkg] = out
+		}
+	}
+
+	var killed, survived, broken int
+	for _, m := range here {
+		if out, ok := unfit[m.pkg]; ok {
+			broken++
+			fmt.Printf("BROKEN   %s: %s: its tests fail without the mutant:\n%s\n", m.pkg, m.name, out)
 			continue
 		}
 		began := time.Now()
@@ -187,9 +210,10 @@ var timeout time.Duration
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
 
 // try makes mutant m in the copy at dir, runs its tests, and puts the file
-// back. It returns the tests that failed, "" if none did, or an error if
-// the mutant could not be made or tested: an edit that no longer applies,
-// code that does not build.
+// back. It returns the tests of the mutant's that failed, "" if none did,
+// or an error if the mutant could not be made or tested: an edit that no
+// longer applies, code that does not build, tests that failed in another
+// way (a panic, a timeout), which a kill must not be mistaken for.
 func try(dir string, m mutant) (string, error) {
 	file := filepath.Join(dir, m.pkg, m.file)
 	if strings.HasPrefix(m.file, "/") {
@@ -210,35 +234,47 @@ func try(dir string, m mutant) (string, error) {
 	if err := os.WriteFile(file, []byte(code), 0o644); err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", "-run", "^("+m.tests+")$", "./"+m.pkg)
-	cmd.Dir = dir
-	// A mutant that hangs a command fails its test sooner; and the first
-	// test that fails is enough.
-	cmd.Env = append(os.Environ(), steptest.TimeoutEnv+"="+timeout.String())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	if err == nil {
-		if strings.Contains(out.String(), "[no tests to run]") {
+	out, failed := test(dir, m.pkg, m.tests)
+	if !failed {
+		if strings.Contains(out, "[no tests to run]") {
 			return "", fmt.Errorf("no test matches %s", m.tests)
 		}
 		return "", nil
 	}
-	if strings.Contains(out.String(), "[build failed]") || strings.Contains(out.String(), "[setup failed]") {
-		return "", fmt.Errorf("does not build:\n%s", out.String())
+	if strings.Contains(out, "[build failed]") || strings.Contains(out, "[setup failed]") {
+		return "", fmt.Errorf("does not build:\n%s", out)
 	}
+	guards := regexp.MustCompile("^(" + m.tests + ")$")
 	var names []string
-	for _, f := range failLine.FindAllStringSubmatch(out.String(), -1) {
-		if !strings.Contains(f[1], "/") { // the tests, not their subtests
+	for _, f := range failLine.FindAllStringSubmatch(out, -1) {
+		if guards.MatchString(f[1]) { // the tests, not their subtests
 			names = append(names, f[1])
 		}
 	}
 	if len(names) == 0 {
-		// Killed another way: a panic, a timeout, a test binary that died.
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		return "the test binary: " + lines[len(lines)-1], nil
+		return "", fmt.Errorf("its tests failed, but none of them failed as a test does (a panic, a timeout?):\n%s", out)
 	}
 	return strings.Join(names, ", "), nil
+}
+
+// test runs the tests of pkg that match the pattern tests, in the copy at
+// dir, and returns their output and whether they failed. A test that
+// hangs is stopped, with every process it started.
+func test(dir, pkg, tests string) (string, bool) {
+	cmd := exec.Command("go", "test", "-count=1", "-failfast", "-timeout=4m", "-run", "^("+tests+")$", "./"+pkg)
+	cmd.Dir = dir
+	// A mutant that hangs a command fails its test sooner.
+	cmd.Env = append(os.Environ(), steptest.TimeoutEnv+"="+timeout.String())
+	// In a process group of its own, which the timer below kills whole:
+	// killing go alone would leave the test binary holding the output.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err.Error(), true
+	}
+	timer := time.AfterFunc(5*time.Minute, func() { _ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) })
+	defer timer.Stop()
+	err := cmd.Wait()
+	return out.String(), err != nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -151,5 +152,17 @@ func hostNetworkStandIn() error {
 			return err
 		}
 	}
-	return nil
+	// The kernel brings the carrier up a moment later, from a worker: the
+	// tests compare the network before and after a container, and must not
+	// see it change by itself in between.
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(time.Millisecond) {
+		link, err := netlink.LinkByName(HostLink)
+		if err != nil {
+			return err
+		}
+		if link.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not up after 5 s", HostLink)
 }

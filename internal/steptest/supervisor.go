@@ -30,8 +30,9 @@ import (
 
 // patience is how long a test waits for what must happen: far longer than
 // it takes, even in an emulated VM on a busy machine, and only spent when
-// something is wrong: a third of CommandTimeout.
-var patience = CommandTimeout / 3
+// something is wrong: a third of CommandTimeout, and no less than 10 s,
+// however short a CommandTimeout the mutation check sets.
+var patience = max(CommandTimeout/3, 10*time.Second)
 
 // syscalls names the system calls the tests stop at, for strace.
 var syscalls = map[int]string{

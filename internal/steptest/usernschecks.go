@@ -156,7 +156,18 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 	}
 	given := filepath.Join(hierarchy, fmt.Sprintf("cfs-test-delegated-%d", os.Getpid()))
 	require.NoError(t, os.Mkdir(given, 0o755))
-	t.Cleanup(func() { _ = os.Remove(given) })
+	// Whatever run or the test left, the machine's cgroups are not the
+	// tests' own: the cgroups below it go first, the controllers off.
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(given)
+		for _, e := range entries {
+			if e.IsDir() {
+				_ = os.Remove(filepath.Join(given, e.Name()))
+			}
+		}
+		_ = os.WriteFile(given+"/cgroup.subtree_control", []byte("-pids -memory -cpu"), 0o644)
+		_ = os.Remove(given)
+	})
 	for _, file := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
 		require.NoError(t, os.Chown(filepath.Join(given, file), Owner, Owner))
 	}
@@ -225,14 +236,12 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 	p = Start(t, inGiven("sh", "-c", "echo ready; sleep 100"))
 	p.WaitFor(t, "ready")
 	container = given + "/" + cgroupName(t, p.Cmd.Process.Pid)
-	t.Cleanup(func() {
-		_ = os.Remove(container)
-		_ = os.Remove(container + "-run")
-		_ = os.WriteFile(given+"/cgroup.subtree_control", []byte("-pids -memory -cpu"), 0o644)
-	})
 	require.NoError(t, p.Cmd.Process.Kill())
 	p.Wait(t)
-	require.Eventually(t, func() bool { return readFile(t, container+"/cgroup.procs") == "" }, patience, 10*time.Millisecond, "the killed run's container lives on")
+	require.Eventually(t, func() bool {
+		procs, err := os.ReadFile(container + "/cgroup.procs")
+		return err == nil && len(procs) == 0
+	}, patience, 10*time.Millisecond, "the killed run's container lives on")
 
 	// Where systemd runs the machine (the systemd VM), a cgroup that it
 	// delegates, here a service's of Owner's, works the same.
