@@ -256,6 +256,8 @@ EOF
 mutants=$(field MUTANTS)
 tr -d '\r' <"$serial" | grep -E -- '^(killed|SURVIVED|BROKEN) ' || true
 echo "$name: ${mutants:-the mutation check did not finish}"
+setup_error=$(field ERROR)
+[ -z "$setup_error" ] || fail "inside the VM: $setup_error"
 [ "${passed:-0}" -gt 0 ] || fail "zero tests ran"
 [ "${skipped:-0}" -eq 0 ] || fail "tests were skipped inside the VM, as root"
 [ "${status:-1}" -eq 0 ] || fail "the suite failed inside the VM (status $status)"

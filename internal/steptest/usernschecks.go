@@ -253,6 +253,19 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 		assert.Regexp(t, `^0::/system\.slice/run-[^/]+\.service/\d+-\d+\nUid:\s+0\s`, r.Stdout)
 		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
 	}
+	// And a learner's way, the page's: a scope of their own user manager's,
+	// where Owner has one (vm/in-vm.sh starts it in the systemd VM).
+	runtimeDir := fmt.Sprintf("/run/user/%d", Owner)
+	if _, err := os.Stat(runtimeDir + "/systemd/private"); err == nil {
+		id := strconv.Itoa(Owner)
+		cmd := exec.Command("setpriv", "--reuid="+id, "--regid="+id, "--clear-groups", "env", "XDG_RUNTIME_DIR="+runtimeDir,
+			"systemd-run", "--user", "--scope", "-p", "Delegate=yes", "--quiet",
+			s.Bin, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir, "sh", "-c", "cat /proc/self/cgroup")
+		r = Finish(t, cmd)
+		assert.Equal(t, 0, r.Status, r.Stderr)
+		assert.Regexp(t, `^0::/user\.slice/user-`+id+`\.slice/user@`+id+`\.service/(\S+/)?run-[^/]+\.scope/\d+-\d+\n$`, r.Stdout)
+		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
+	}
 }
 
 // RootOwnedRootfsIsRefused checks that a root filesystem of root's, which
