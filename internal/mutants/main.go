@@ -12,7 +12,7 @@
 // -run makes only the mutants whose package or name matches; -only
 // cgroup-v1 or cgroup-v2 only those that need that hierarchy (the systemd
 // VM runs the cgroup v2 ones); -list lists them, and makes none. A mutant
-// that needs the other hierarchy than this machine's is left out, and
+// that needs the other hierarchy than this machine's is only built, and
 // counted as such.
 //
 // The tests of a mutant run in namespaces of their own, as every step's
@@ -128,6 +128,16 @@ func check(chosen []mutant) int {
 	}
 
 	var killed, survived, broken int
+	// Those that need the other hierarchy are made all the same, and
+	// built: a mutant that no longer builds is found here too.
+	for _, m := range chosen {
+		if m.needs != "" && m.needs != hierarchy {
+			if err := build(copyDir, m); err != nil {
+				broken++
+				fmt.Printf("BROKEN   %s: %s: %v\n", m.pkg, m.name, err)
+			}
+		}
+	}
 	for _, m := range here {
 		if out, ok := unfit[m.pkg]; ok {
 			broken++
@@ -209,31 +219,59 @@ var timeout time.Duration
 // failLine is how go test names a test that failed.
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
 
-// try makes mutant m in the copy at dir, runs its tests, and puts the file
-// back. It returns the tests of the mutant's that failed, "" if none did,
-// or an error if the mutant could not be made or tested: an edit that no
-// longer applies, code that does not build, tests that failed in another
-// way (a panic, a timeout), which a kill must not be mistaken for.
-func try(dir string, m mutant) (string, error) {
+// build makes mutant m in the copy at dir, and builds its package and
+// tests (go vet), without running them; then puts the file back.
+func build(dir string, m mutant) error {
+	restore, err := mutate(dir, m)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	cmd := exec.Command("go", "vet", "./"+m.pkg)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("does not build:\n%s", out)
+	}
+	return nil
+}
+
+// mutate makes mutant m in the copy at dir, and returns what puts the file
+// back.
+func mutate(dir string, m mutant) (func(), error) {
 	file := filepath.Join(dir, m.pkg, m.file)
 	if strings.HasPrefix(m.file, "/") {
 		file = filepath.Join(dir, m.file)
 	}
 	original, err := os.ReadFile(file)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	defer os.WriteFile(file, original, 0o644)
 	code := string(original)
 	for i, edit := range m.edits {
 		if n := strings.Count(code, edit[0]); n != 1 {
-			return "", fmt.Errorf("edit %d finds its text %d times in %s, not once: the code has changed; update internal/mutants/mutants.go", i+1, n, m.file)
+			return nil, fmt.Errorf("edit %d finds its text %d times in %s, not once: the code has changed; update internal/mutants/mutants.go", i+1, n, m.file)
 		}
 		code = strings.Replace(code, edit[0], edit[1], 1)
 	}
+	restore := func() { _ = os.WriteFile(file, original, 0o644) }
 	if err := os.WriteFile(file, []byte(code), 0o644); err != nil {
+		restore()
+		return nil, err
+	}
+	return restore, nil
+}
+
+// try makes mutant m in the copy at dir, runs its tests, and puts the file
+// back. It returns the tests of the mutant's that failed, "" if none did,
+// or an error if the mutant could not be made or tested: an edit that no
+// longer applies, code that does not build, tests that failed in another
+// way (a panic, a timeout), which a kill must not be mistaken for.
+func try(dir string, m mutant) (string, error) {
+	restore, err := mutate(dir, m)
+	if err != nil {
 		return "", err
 	}
+	defer restore()
 	out, failed := test(dir, m.pkg, m.tests)
 	if !failed {
 		if strings.Contains(out, "[no tests to run]") {

@@ -210,7 +210,7 @@ var mutants = []mutant{
 		tests:  "TestImageIsNeverWritten"},
 	{pkg: "step10-userns", file: "cgroup.go", name: "the delegated cgroup not put back", needs: "cgroup v2",
 		breaks: "run leaves the cgroup delegated to it as it was given",
-		edits:  [][2]string{remove("_ = write(cg.given, \"cgroup.subtree_control\", off)")},
+		edits:  [][2]string{{"_ = write(cg.given, \"cgroup.subtree_control\", off)", "_ = off"}},
 		tests:  "TestLimitsHoldInADelegatedCgroup"},
 
 	// mkrootfs.
