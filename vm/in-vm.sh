@@ -9,9 +9,11 @@ echo "CFS-KERNEL $(uname -r)"
 echo "CFS-CGROUP $(stat -fc %T /sys/fs/cgroup)"
 echo "CFS-PROPAGATION $(findmnt -no PROPAGATION /)"
 echo "CFS-INIT $(ps -o comm= -p 1)"
-# A user with a systemd user manager, as a learner has: the tests start
+# A user with a systemd user manager (which needs PAM's systemd-user, from
+# libpam-systemd), as a learner has: the tests start
 # step10 in a scope of its, as the page does (TestLimitsHoldInADelegatedCgroup).
 if ! { useradd --uid 3333 --user-group --create-home learner && systemctl start user@3333.service; }; then
+	systemctl status --no-pager user@3333.service | tail -n 5
 	echo "CFS-ERROR no systemd user manager for uid 3333"
 fi
 start=$(date +%s)

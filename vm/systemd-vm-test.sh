@@ -46,9 +46,9 @@ trap cleanup EXIT
 # --- the system image, built once ---------------------------------------
 
 image=$cache/debian-$suite-systemd-vm.img
-packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates,strace,git,iproute2,iputils-ping,dbus
+packages=systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,golang-go,util-linux,procps,hostname,diffutils,ca-certificates,strace,git,iproute2,iputils-ping,dbus,libpam-systemd
 # Bump image_version when what goes into the image changes.
-image_version=6
+image_version=7
 recipe="$suite $packages $image_version"
 if [ ! -s "$image" ] || [ "$(cat "$image.recipe" 2>/dev/null)" != "$recipe" ]; then
 	mirror=$(host_mirror "$suite")
