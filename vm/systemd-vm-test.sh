@@ -243,7 +243,7 @@ if [ -z "$result" ]; then
 fi
 last_crash=$(crash)
 [ -z "$last_crash" ] || say "note: the kernel reported \"$last_crash\" during the suite; a failure below may be the emulator's"
-tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s|CPU share' || true
+tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s|CPU share|delegated by systemd' || true
 if grep -qE -- '^\s*--- (FAIL|SKIP)' "$serial"; then
 	echo "$name: what failed or was skipped:"
 	tr -d '\r' <"$serial" | grep -E -B15 -A3 -- '^\s*--- (FAIL|SKIP)' | head -n 300

@@ -251,6 +251,7 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 			s.Bin, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir, "-pids", "16", "sh", "-c", "cat /proc/self/cgroup; cat /proc/self/status | grep ^Uid"))
 		assert.Equal(t, 0, r.Status, r.Stderr)
 		assert.Regexp(t, `^0::/system\.slice/run-[^/]+\.service/\d+-\d+\nUid:\s+0\s`, r.Stdout)
+		t.Logf("delegated by systemd, a service: %s", strings.SplitN(r.Stdout, "\n", 2)[0])
 		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
 	}
 	// And a learner's way, the page's: a scope of their own user manager's,
@@ -264,6 +265,7 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 		r = Finish(t, cmd)
 		assert.Equal(t, 0, r.Status, r.Stderr)
 		assert.Regexp(t, `^0::/user\.slice/user-`+id+`\.slice/user@`+id+`\.service/(\S+/)?run-[^/]+\.scope/\d+-\d+\n$`, r.Stdout)
+		t.Logf("delegated by systemd, a user's scope: %s", strings.TrimSpace(r.Stdout))
 		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
 	}
 }
