@@ -12,6 +12,7 @@ var step = &steptest.Step{Name: "step05-proc", NeedsRoot: true, UsesRootfs: true
 func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 
 // What this step adds.
+func TestProcLinkStaysInTheImage(t *testing.T)      { steptest.ProcLinkStaysInTheImage(t, step) }
 func TestPsSeesOnlyTheContainer(t *testing.T)       { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestMountViewIsTheContainers(t *testing.T)     { steptest.MountViewIsTheContainers(t, step) }
 func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakToASharedHost(t, step) }

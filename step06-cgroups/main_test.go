@@ -27,6 +27,7 @@ func TestOtherRunsLeaveALiveCgroupAlone(t *testing.T) {
 }
 
 // What the steps before guarantee, still true.
+func TestProcLinkStaysInTheImage(t *testing.T)      { steptest.ProcLinkStaysInTheImage(t, step) }
 func TestPsSeesOnlyTheContainer(t *testing.T)       { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestMountViewIsTheContainers(t *testing.T)     { steptest.MountViewIsTheContainers(t, step) }
 func TestProcDoesNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakToASharedHost(t, step) }

@@ -66,6 +66,7 @@ func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 func TestOtherRunsLeaveALiveCgroupAlone(t *testing.T) {
 	steptest.OtherRunsLeaveALiveCgroupAlone(t, step)
 }
+func TestProcLinkStaysInTheImage(t *testing.T)    { steptest.ProcLinkStaysInTheImage(t, step) }
 func TestPsSeesOnlyTheContainer(t *testing.T)     { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestSetupFailureIsOneLine(t *testing.T)      { steptest.SetupFailureIsOneLine(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T) { steptest.RootfsThatIsAFileIsOneLine(t, step) }

@@ -183,8 +183,8 @@ func child(args []string) error {
 	if err := unix.Chdir(ov.merged); err != nil {
 		return fmt.Errorf("chdir %s: %w", ov.merged, err)
 	}
-	// A user namespace may mount a procfs only while the host's is in view.
-	if err := unix.Mount("proc", "proc", "proc", 0, ""); err != nil {
+	// Before pivot_root, as a user namespace's procfs needs the host's in view.
+	if err := mountInRoot("proc", "proc", "proc", 0); err != nil {
 		return procError(err)
 	}
 	// Device files do not open on a mount made in a user namespace: bind the host's.

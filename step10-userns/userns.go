@@ -7,7 +7,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,30 +48,27 @@ func leftOut(what, why string) {
 // host's /dev, as real runtimes do.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-// bindDevices binds the host's device files onto the container's dev/,
-// relative to the working directory (the container's root, before
-// pivot_root). A device file opens only on a mount without "nodev", which
-// a mount made in a user namespace always has; a bind mount of the host's
-// /dev keeps the host's flags.
+// bindDevices binds the host's device files onto the container's /dev,
+// resolved inside the working directory (the container's root, before
+// pivot_root: inroot.go). A device file opens only on a mount without
+// "nodev", which a mount made in a user namespace always has; a bind mount
+// of the host's /dev keeps the host's flags.
 func bindDevices() error {
-	if err := os.MkdirAll("dev", 0o755); err != nil {
-		return err
+	// mkdirat makes /dev where the image has none, and follows no link.
+	if err := unix.Mkdirat(unix.AT_FDCWD, "dev", 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("make /dev: %w", err)
 	}
 	for _, name := range devices {
-		target := filepath.Join("dev", name)
-		// A symbolic link would lead out of the root filesystem, before
-		// pivot_root: to a file of the host's.
-		if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("/dev/%s in the root filesystem is a symbolic link: remove it", name)
-		}
-		// A bind mount needs a file to cover. One that is there (a
-		// /dev/null that mkrootfs made as root) does.
-		if f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644); err == nil {
-			f.Close()
-		} else if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EEXIST) {
+		// A bind mount needs a file to cover: O_CREAT makes a missing one.
+		// One that is there does, also a /dev/null that mkrootfs made as
+		// root, which may not be opened here (nodev: EACCES).
+		fd, err := openInRoot("dev/"+name, unix.O_CREAT|unix.O_RDONLY|unix.O_NONBLOCK)
+		if err == nil {
+			unix.Close(fd)
+		} else if !errors.Is(err, unix.EACCES) {
 			return fmt.Errorf("make /dev/%s: %w", name, err)
 		}
-		if err := unix.Mount("/dev/"+name, target, "", unix.MS_BIND, ""); err != nil {
+		if err := mountInRoot("/dev/"+name, "dev/"+name, "", unix.MS_BIND); err != nil {
 			return fmt.Errorf("bind the host's /dev/%s: %w", name, err)
 		}
 	}

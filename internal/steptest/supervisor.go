@@ -51,6 +51,15 @@ func (s *Step) StoppedAt(t *testing.T, nr int, args ...string) (*Started, int) {
 	return s.traced(t, syscalls[nr]+":signal=SIGSTOP:when=1", args...)
 }
 
+// RunStoppedAt is StoppedAt for run alone: its child, which execs itself
+// first thing, goes on untraced, and is not stopped at its own calls.
+func (s *Step) RunStoppedAt(t *testing.T, nr int, args ...string) (*Started, int) {
+	t.Helper()
+	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, syscalls[nr]+":signal=SIGSTOP:when=1", args...)
+	p := Start(t, cmd)
+	return p, s.tracedRun(t, cmd)
+}
+
 // HeldBefore starts the step's program with these arguments under strace,
 // which holds each of its threads and children that calls the system call
 // nr, before the call runs, for hold. It returns the started strace and
@@ -329,7 +338,8 @@ func SignalDuringCgroupSetupLeavesNoCgroup(t *testing.T, s *Step) {
 	// is the container's own cgroup's.
 	r := s.Run(t, "true")
 	require.Equal(t, 0, r.Status, r.Stderr)
-	p, run := s.StoppedAt(t, unix.SYS_MKDIRAT, s.RunArgs("true")...)
+	// run alone: step10's child makes its /dev with mkdirat too.
+	p, run := s.RunStoppedAt(t, unix.SYS_MKDIRAT, s.RunArgs("true")...)
 	dirs := cgroupDirs(t, run)
 	StoppedIn(t, run, unix.SYS_MKDIRAT)
 	require.NoError(t, unix.Kill(run, unix.SIGTERM))
