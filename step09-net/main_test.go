@@ -40,6 +40,9 @@ func TestScratchOnOverlayIsOneLine(t *testing.T) { steptest.ScratchOnOverlayIsOn
 func TestScratchOfSomeoneElsesIsRefused(t *testing.T) {
 	steptest.ScratchOfSomeoneElsesIsRefused(t, step)
 }
+func TestScratchInsideTheImageIsRefused(t *testing.T) {
+	steptest.ScratchInsideTheImageIsRefused(t, step)
+}
 func TestOverlayErrorsAreExplained(t *testing.T) { steptest.OverlayErrorsAreExplained(t, step) }
 func TestContainersDoNotSeeEachOthersWrites(t *testing.T) {
 	steptest.ContainersDoNotSeeEachOthersWrites(t, step)

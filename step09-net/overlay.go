@@ -86,6 +86,9 @@ func createOverlay(c config) (overlay, error) {
 		return ov, err
 	}
 	scratch := filepath.Dir(ov.dir)
+	if err := checkApart(scratch, ov.lower); err != nil {
+		return ov, err
+	}
 	if err := checkUpperFS(scratch); err != nil {
 		return ov, err
 	}
@@ -106,6 +109,67 @@ func createOverlay(c config) (overlay, error) {
 		ov.remove(false)
 	}
 	return ov, err
+}
+
+// checkApart refuses a scratch directory in the root filesystem (or the
+// root filesystem itself), and one that holds it. An upper layer inside
+// the lower one is undefined for overlayfs, and with -keep the changes
+// would stay in the image, for every later container to see. A path names
+// a directory, but a symbolic link or a bind mount gives it other names:
+// what the kernel goes by is the (device, inode) pair, so compare those,
+// along the scratch directory's real path (or that of its nearest parent
+// that exists: the rest, run makes) up to /, and the other way round.
+func checkApart(scratch, rootfs string) error {
+	existing := scratch
+	for !exists(existing) {
+		existing = filepath.Dir(existing)
+	}
+	switch in, err := isIn(existing, rootfs); {
+	case err != nil:
+		return fmt.Errorf("-scratch %s: %w", scratch, err)
+	case in:
+		return fmt.Errorf("-scratch %s is inside the root filesystem %s: the container's changes would go into the image; give -scratch a directory outside it", scratch, rootfs)
+	}
+	if existing != scratch {
+		return nil // nothing can be in a directory still to be made
+	}
+	switch in, err := isIn(rootfs, scratch); {
+	case err != nil:
+		return fmt.Errorf("-scratch %s: %w", scratch, err)
+	case in:
+		return fmt.Errorf("-scratch %s holds the root filesystem %s: run removes what it finds in -scratch; give -scratch a directory outside it", scratch, rootfs)
+	}
+	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// isIn reports whether dir is outer, or lies somewhere below it.
+func isIn(dir, outer string) (bool, error) {
+	var want, st unix.Stat_t
+	if err := unix.Stat(outer, &want); err != nil {
+		return false, err
+	}
+	// Its real path, with no symbolic link in it: each parent is its own.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false, err
+	}
+	for {
+		if err := unix.Stat(dir, &st); err != nil {
+			return false, err
+		}
+		if st.Dev == want.Dev && st.Ino == want.Ino {
+			return true, nil
+		}
+		if dir == "/" {
+			return false, nil
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // checkUpperFS refuses a scratch directory on a file system that cannot

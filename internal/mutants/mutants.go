@@ -172,6 +172,10 @@ var mutants = []mutant{
 		breaks: "-keep keeps the changes",
 		edits:  [][2]string{{"defer ov.remove(c.keep)", "defer ov.remove(false)"}},
 		tests:  "TestKeepKeepsTheChanges"},
+	{pkg: "step08-overlay", file: "overlay.go", name: "-scratch inside the image accepted",
+		breaks: "the container's changes, kept or not, stay out of the root filesystem, whatever -scratch names it",
+		edits:  [][2]string{{"if err := checkApart(scratch, ov.lower); err != nil {", noErr}},
+		tests:  "TestScratchInsideTheImageIsRefused"},
 
 	// step09: network namespace and a veth pair.
 	{pkg: "step09-net", file: "main.go", name: "no CLONE_NEWNET",

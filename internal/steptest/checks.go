@@ -752,6 +752,58 @@ func ScratchOfSomeoneElsesIsRefused(t *testing.T, s *Step) {
 	assert.DirExists(t, precious)
 }
 
+// ScratchInsideTheImageIsRefused checks that run refuses a -scratch in
+// the root filesystem, where the container's changes would go into the
+// image (with -keep, for every later container to see), and one that holds
+// the root filesystem; that it knows the directories by what they are, not
+// by their names (a symbolic link, a bind mount); and that it refuses in
+// one line, before it makes anything.
+func ScratchInsideTheImageIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	// A scratch directory of run's that holds a throw-away copy of the
+	// image (hard links: the tests share s.Rootfs, and run never writes a
+	// lower layer's files).
+	base := scratch(t, s)
+	holder := filepath.Join(base, "holder")
+	image := filepath.Join(holder, "rootfs")
+	require.NoError(t, os.Mkdir(holder, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(holder, ".containers-from-scratch"), nil, 0o600))
+	r := Finish(t, exec.Command("cp", "-al", s.Rootfs, image))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	link, bound := filepath.Join(base, "link"), filepath.Join(base, "bound")
+	require.NoError(t, os.Symlink(filepath.Join(image, "tmp"), link))
+	require.NoError(t, os.Mkdir(bound, 0o755))
+	inside := func(scratch string) string {
+		return "-scratch " + scratch + " is inside the root filesystem " + image + ": the container's changes would go into the image; give -scratch a directory outside it"
+	}
+	cases := []struct{ name, scratch, want string }{
+		{"inside", filepath.Join(image, "tmp/scratch"), ""},
+		{"the same directory", image, ""},
+		{"through a symbolic link", filepath.Join(link, "scratch"), ""},
+		{"in a bind mount of it", filepath.Join(bound, "tmp/scratch"), ""},
+		{"holding it", holder, "-scratch " + holder + " holds the root filesystem " + image + ": run removes what it finds in -scratch; give -scratch a directory outside it"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.want == "" {
+				c.want = inside(c.scratch)
+			}
+			before := tree(t, base)
+			cmd := exec.Command(s.Bin, s.RunIn(image, "-scratch", c.scratch, "-keep", "sh", "-c", "echo hi >/hello")...)
+			if strings.HasPrefix(c.scratch, bound) {
+				// The bind mount, in a mount namespace of the test's own.
+				cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
+					`mount --bind "$1" "$2" && shift 2 && exec "$0" "$@"`, s.Bin, image, bound}, cmd.Args[1:]...)...)
+			}
+			r := Finish(t, cmd)
+			assert.Equal(t, 1, r.Status)
+			OneLine(t, r.Stderr)
+			assert.Equal(t, s.Name+": "+c.want+"\n", r.Stderr)
+			assert.Equal(t, before, tree(t, base), "something was made, or changed")
+		})
+	}
+}
+
 // ReadOnlyRootfsWorks checks that the root filesystem may be read only, as
 // an image is: a read-only bind mount of it, in a mount namespace of the
 // test's own.
