@@ -15,6 +15,9 @@ func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 func TestRootInsideIsTheOwnerOutside(t *testing.T) { steptest.RootInsideIsTheOwnerOutside(t, step) }
 func TestHostRootPowersFailInside(t *testing.T)    { steptest.HostRootPowersAre(t, step, false) }
 func TestRunsWithoutRoot(t *testing.T)             { steptest.RunsWithoutRoot(t, step) }
+func TestScratchDefaultsWithoutHome(t *testing.T) {
+	steptest.ScratchDefaultsWithoutHome(t, step)
+}
 func TestLimitsHoldInADelegatedCgroup(t *testing.T) {
 	steptest.LimitsHoldInADelegatedCgroup(t, step)
 }

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -22,13 +24,30 @@ import (
 var defaultScratch = scratchFor(os.Geteuid())
 
 // scratchFor is root's default scratch directory, or that of a user who
-// runs without sudo, in their home: the upper layer's file system must
-// hold extended attributes, which the tmpfs of /run/user may not.
+// runs without sudo: with their own data, in XDG_DATA_HOME if it is an
+// absolute path, else in ~/.local/share (the XDG base directories). The
+// upper layer's file system must hold extended attributes, which the tmpfs
+// of /run/user may not. A service, or env -i, may have no HOME: then the
+// home is the one the password database gives; with none, there is no
+// default, and createOverlay says to pass -scratch.
 func scratchFor(uid int) string {
-	if home, err := os.UserHomeDir(); uid != 0 && err == nil {
-		return filepath.Join(home, ".local/share/containers-from-scratch/containers")
+	if uid == 0 {
+		return "/var/lib/containers-from-scratch/containers"
 	}
-	return "/var/lib/containers-from-scratch/containers"
+	data := os.Getenv("XDG_DATA_HOME")
+	if !filepath.IsAbs(data) {
+		home := os.Getenv("HOME")
+		if home == "" {
+			if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+				home = u.HomeDir
+			}
+		}
+		if home == "" {
+			return ""
+		}
+		data = filepath.Join(home, ".local/share")
+	}
+	return filepath.Join(data, "containers-from-scratch/containers")
 }
 
 // scratchMarker marks a scratch directory as this program's: run removes
@@ -92,6 +111,9 @@ func findOverlay(c config) (overlay, error) {
 // It refuses a scratch directory that cannot hold an upper layer, and one
 // that is not its own.
 func createOverlay(c config, o owner) (overlay, error) {
+	if c.layers == "" && defaultScratch == "" {
+		return overlay{}, fmt.Errorf("-scratch has no default: no XDG_DATA_HOME or HOME, and no home for uid %d in the password database; pass -scratch DIR, a directory of yours", os.Geteuid())
+	}
 	if c.layers == "" {
 		return overlay{}, usageError("-scratch is empty: give a directory for the containers' changes")
 	}

@@ -124,6 +124,71 @@ $`, r.Stdout)
 	assert.Equal(t, before, hostNetwork(t))
 }
 
+// ScratchDefaultsWithoutHome runs the container as a normal user, without
+// -scratch, in an environment without HOME, as a service or env -i has:
+// its scratch directory is in XDG_DATA_HOME when that is an absolute path,
+// else in the home that HOME or the password database names; with no home
+// at all, run says in one line to pass -scratch, and makes nothing. The
+// password database is a copy of the machine's, with a line for Owner or
+// none, bound over /etc/passwd in a mount namespace of the test's own.
+func ScratchDefaultsWithoutHome(t *testing.T, s *Step) {
+	RequireRoot(t) // to become the normal user
+	dir := scratch(t, s)
+	for _, d := range []string{"data", "home", "pwhome"} {
+		require.NoError(t, os.Mkdir(filepath.Join(dir, d), 0o700))
+		require.NoError(t, os.Chown(filepath.Join(dir, d), Owner, Owner))
+	}
+	const ours = "containers-from-scratch/containers"
+	cases := []struct {
+		name     string
+		env      []string // the whole environment
+		pwHome   string   // Owner's home in the password database, if any
+		expected string   // the scratch directory, if any
+	}{
+		{"XDG_DATA_HOME", []string{"XDG_DATA_HOME=" + dir + "/data"}, "", dir + "/data/" + ours},
+		{"HOME, and a relative XDG_DATA_HOME", []string{"HOME=" + dir + "/home", "XDG_DATA_HOME=data"}, "", dir + "/home/.local/share/" + ours},
+		{"the password database's home", nil, dir + "/pwhome", dir + "/pwhome/.local/share/" + ours},
+		{"no home", nil, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var passwd []string
+			for _, line := range strings.Split(strings.TrimSpace(readFile(t, "/etc/passwd")), "\n") {
+				if f := strings.Split(line, ":"); len(f) < 3 || f[2] != strconv.Itoa(Owner) {
+					passwd = append(passwd, line)
+				}
+			}
+			if c.pwHome != "" {
+				passwd = append(passwd, fmt.Sprintf("learner:x:%d:%d::%s:/bin/sh", Owner, Owner, c.pwHome))
+			}
+			file := filepath.Join(t.TempDir(), "passwd")
+			require.NoError(t, os.WriteFile(file, []byte(strings.Join(passwd, "\n")+"\n"), 0o644))
+			before := tree(t, dir)
+			cmd := s.asUser(t, "run", "-rootfs", s.Rootfs, "true")
+			cmd.Args = append(append([]string{"env", "--default-signal", "unshare", "--mount", "--propagation", "private",
+				"sh", "-c", `mount --bind "$0" /etc/passwd && exec env -i "$@"`, file}, c.env...), cmd.Args[2:]...)
+			r := Finish(t, cmd)
+			if c.expected == "" {
+				assert.Equal(t, 1, r.Status)
+				// After the lines on what a normal user's run leaves out.
+				var rest []string
+				for _, line := range strings.SplitAfter(r.Stderr, "\n") {
+					if !strings.Contains(line, " left out: ") {
+						rest = append(rest, line)
+					}
+				}
+				OneLine(t, strings.Join(rest, ""))
+				assert.Equal(t, fmt.Sprintf("%s: -scratch has no default: no XDG_DATA_HOME or HOME, and no home for uid %d in the password database; pass -scratch DIR, a directory of yours\n", s.Name, Owner), strings.Join(rest, ""))
+				assert.Equal(t, before, tree(t, dir), "something was made")
+				return
+			}
+			require.Equal(t, 0, r.Status, r.Stderr)
+			assert.FileExists(t, filepath.Join(c.expected, ".containers-from-scratch"), "not the scratch directory")
+			assert.Empty(t, containerDirs(t, c.expected), "left in the scratch directory")
+		})
+	}
+}
+
 // userScratch makes a scratch directory of Owner's for a run without root.
 func userScratch(t *testing.T, s *Step) string {
 	dir := filepath.Join(scratch(t, s), "containers")
