@@ -53,8 +53,43 @@ func (s *subnet) Set(value string) error {
 	case p.Masked() != p:
 		return fmt.Errorf("not where a subnet starts: did you mean %s?", p.Masked())
 	}
+	for _, r := range unusable {
+		switch {
+		case r.Contains(p.Addr()):
+			return fmt.Errorf("%s is %s: give -net a private unicast range such as %s", p, r.what, defaultSubnet)
+		case p.Overlaps(r.Prefix):
+			return fmt.Errorf("%s holds %s, %s: give -net a private unicast range such as %s", p, r.Prefix, r.what, defaultSubnet)
+		}
+	}
 	s.Prefix = p
 	return nil
+}
+
+// unusable are the IPv4 ranges that are not one network's unicast
+// addresses: a cable given one of them would come up, with its addresses,
+// and carry nothing, or not what it should.
+var unusable = []struct {
+	netip.Prefix
+	what string
+}{
+	// "This host on this network" (RFC 1122): a source before a host has
+	// an address, as DHCP's 0.0.0.0, never a destination: the kernel will
+	// not send from one, and drops a packet to one as a martian.
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network", which no packet may be sent to`},
+	// The kernel answers 127.x.x.x on lo itself, in every namespace, and
+	// drops a packet from or to it that comes through any other link.
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	// Addresses a host picks for itself on one link (RFC 3927), which no
+	// router forwards; clouds answer 169.254.169.254 (their metadata
+	// service) there, which a container's cable would hide.
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	// A group of receivers, not one interface: the kernel will not send
+	// from one, and drops a packet that comes from one as a martian.
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	// Class E, kept for future use (RFC 1112): most systems and routers
+	// drop it, and its last address, 255.255.255.255, is the broadcast of
+	// every network.
+	{netip.MustParsePrefix("240.0.0.0/4"), "class E, reserved"},
 }
 
 // hostEnd names the host's end of the cable of slot n: the n-th /30 of the

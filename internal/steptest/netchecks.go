@@ -209,8 +209,10 @@ func ContainerThatDiesWhileWiredIsOneLine(t *testing.T, s *Step) {
 }
 
 // BadSubnetsAreUsageErrors checks that a -net that is not an IPv4 subnet,
-// or too small for a cable, gets the reason, the usage line and status 2.
+// too small for a cable, or in a range a cable cannot use, gets the
+// reason, the usage line and status 2.
 func BadSubnetsAreUsageErrors(t *testing.T, s *Step) {
+	const unicast = "give -net a private unicast range such as 10.200.0.0/24"
 	for value, reason := range map[string]string{
 		"lots":          "not an IPv4 subnet such as 10.200.0.0/24",
 		"10.200.0.0":    "not an IPv4 subnet such as 10.200.0.0/24",
@@ -219,6 +221,15 @@ func BadSubnetsAreUsageErrors(t *testing.T, s *Step) {
 		"10.200.0.0/31": "too small: each container needs a /30, four addresses",
 		"10.200.0.1/24": "not where a subnet starts: did you mean 10.200.0.0/24?",
 		"0.0.0.0/0":     "too big: give it a /8 or smaller, of addresses your machine does not use",
+		// Ranges that the kernel, or the network, treats apart.
+		"0.0.0.0/8":          `0.0.0.0/8 is "this network", which no packet may be sent to: ` + unicast,
+		"127.0.0.0/8":        "127.0.0.0/8 is loopback: " + unicast,
+		"127.1.0.0/30":       "127.1.0.0/30 is loopback: " + unicast,
+		"169.254.0.0/16":     "169.254.0.0/16 is link-local: " + unicast,
+		"169.0.0.0/8":        "169.0.0.0/8 holds 169.254.0.0/16, link-local: " + unicast,
+		"224.0.0.0/24":       "224.0.0.0/24 is multicast: " + unicast,
+		"240.0.0.0/24":       "240.0.0.0/24 is class E, reserved: " + unicast,
+		"255.255.255.252/30": "255.255.255.252/30 is class E, reserved: " + unicast,
 	} {
 		t.Run(value, func(t *testing.T) {
 			r := s.Exec(t, "run", "-net", value, "true")
