@@ -190,6 +190,10 @@ var mutants = []mutant{
 		breaks: "the container reaches itself on 127.0.0.1",
 		edits:  [][2]string{{"err = netlink.LinkSetUp(lo)", "_ = lo"}},
 		tests:  "TestNetworkIsTheContainersOwn"},
+	{pkg: "step09-net", file: "net.go", name: "-net takes any range",
+		breaks: "-net refuses loopback, link-local, multicast and the other ranges a cable cannot use",
+		edits:  [][2]string{{"for _, r := range unusable {", "for _, r := range unusable[:0] {"}},
+		tests:  "TestBadSubnetsAreUsageErrors"},
 
 	// step10: user namespace.
 	{pkg: "step10-userns", file: "main.go", name: "no CLONE_NEWUSER",
