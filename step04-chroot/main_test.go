@@ -15,7 +15,10 @@ func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T)    { steptest.RootfsThatIsAFileIsOneLine(t, step) }
-func TestChrootCanBeEscaped(t *testing.T)            { steptest.ChrootCanBeEscaped(t, step) }
+func TestStdioThatLeadsIntoTheHostIsRefused(t *testing.T) {
+	steptest.StdioThatLeadsIntoTheHostIsRefused(t, step)
+}
+func TestChrootCanBeEscaped(t *testing.T) { steptest.ChrootCanBeEscaped(t, step) }
 
 func TestEmptyRootfsIsAUsageError(t *testing.T) { steptest.EmptyRootfsIsAUsageError(t, step) }
 

@@ -74,5 +74,8 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T)    { steptest.RootfsThatIsAFileIsOneLine(t, step) }
-func TestChrootCanBeEscaped(t *testing.T)            { steptest.ChrootCanBeEscaped(t, step) }
-func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
+func TestStdioThatLeadsIntoTheHostIsRefused(t *testing.T) {
+	steptest.StdioThatLeadsIntoTheHostIsRefused(t, step)
+}
+func TestChrootCanBeEscaped(t *testing.T) { steptest.ChrootCanBeEscaped(t, step) }
+func BenchmarkStart(b *testing.B)         { steptest.BenchmarkStart(b, step) }

@@ -26,7 +26,8 @@ import (
 )
 
 // parseArgs reads the command line of run (and of child): the options that
-// config declares, then the command.
+// config declares, then the command. It then checks what run was handed
+// besides, before run makes anything: its standard input and outputs.
 func parseArgs(args []string) (config, error) {
 	var c config
 	flags := flag.NewFlagSet(prog, flag.ContinueOnError)
@@ -46,7 +47,42 @@ func parseArgs(args []string) (config, error) {
 		return c, usageError("run needs a command")
 	}
 	c.argv = flags.Args()
-	return c, nil
+	return c, checkStdio()
+}
+
+// checkStdio refuses to hand the container a standard input or output
+// that leads into the host's files. A descriptor is a way to its file that
+// no root directory bounds: chroot and pivot_root change what "/" means in
+// a path, not what an open descriptor leads to. The command gets run's 0,
+// 1 and 2 (and no other: see startChild); were one a directory, the
+// command could walk the host's tree from it, .. and all, as
+// "ls /proc/self/fd/0/" shows ("run ... < /" is all it takes). A block
+// device is a whole disk, every file of it. A file, a pipe, a socket or a
+// character device (a terminal, /dev/null) leads to itself only.
+// fstat(2) tells them apart, on a descriptor opened with O_PATH too.
+func checkStdio() error {
+	for fd, name := range []string{"standard input", "standard output", "standard error"} {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			continue // closed (EBADF): the command gets none either
+		}
+		var what string
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR:
+			continue
+		case unix.S_IFDIR:
+			what = "a directory"
+		case unix.S_IFBLK:
+			what = "a block device"
+		case unix.S_IFLNK: // opened with O_PATH|O_NOFOLLOW
+			what = "a symbolic link"
+		default:
+			what = "neither a file, a pipe, a socket nor a terminal"
+		}
+		path, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		return fmt.Errorf("%s is %s (%s): a container must not be handed a way into the host's files; give it a file, a pipe or a terminal", name, what, path)
+	}
+	return nil
 }
 
 // checkRoot tells a user who is not root, in one line, how to become root.

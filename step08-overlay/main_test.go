@@ -54,6 +54,9 @@ func TestProcLinkStaysInTheImage(t *testing.T)    { steptest.ProcLinkStaysInTheI
 func TestPsSeesOnlyTheContainer(t *testing.T)     { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestSetupFailureIsOneLine(t *testing.T)      { steptest.SetupFailureIsOneLine(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T) { steptest.RootfsThatIsAFileIsOneLine(t, step) }
+func TestStdioThatLeadsIntoTheHostIsRefused(t *testing.T) {
+	steptest.StdioThatLeadsIntoTheHostIsRefused(t, step)
+}
 func TestSignalDispositionsReachTheCommand(t *testing.T) {
 	steptest.SignalDispositionsReachTheCommand(t, step)
 }

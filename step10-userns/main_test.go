@@ -88,6 +88,9 @@ func TestRacedLookupIsTriedAgain(t *testing.T)    { steptest.RacedLookupIsTriedA
 func TestPsSeesOnlyTheContainer(t *testing.T)     { steptest.PsSeesOnlyTheContainer(t, step) }
 func TestSetupFailureIsOneLine(t *testing.T)      { steptest.SetupFailureIsOneLine(t, step) }
 func TestRootfsThatIsAFileIsOneLine(t *testing.T) { steptest.RootfsThatIsAFileIsOneLine(t, step) }
+func TestStdioThatLeadsIntoTheHostIsRefused(t *testing.T) {
+	steptest.StdioThatLeadsIntoTheHostIsRefused(t, step)
+}
 func TestSignalDispositionsReachTheCommand(t *testing.T) {
 	steptest.SignalDispositionsReachTheCommand(t, step)
 }

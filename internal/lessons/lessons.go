@@ -75,7 +75,7 @@ const Plumbing = "plumbing.go"
 // byte, as the step before's.
 var PlumbingChanges = map[string]string{
 	"step02-uts":        `run starts a "child" in new namespaces: root is needed, the child checks its namespaces and that run is alive, and run holds signals until the command runs`,
-	"step04-chroot":     `the root filesystem: -rootfs is checked, and "not found" says where the command was looked for`,
+	"step04-chroot":     `the root filesystem: -rootfs is checked, "not found" says where the command was looked for, and run refuses a standard input or output that leads past the root into the host's files (a directory, a block device)`,
 	"step07-pivot-root": `pivot_root's errors, each of which has several causes, say what they mean`,
 	"step09-net":        `run does its part of the setup, the network, between starting the child and waiting for it; the handover stays file descriptor 3, and main.go's files follow it`,
 	"step10-userns":     "run needs no root, and the child, whose root may not read run's /proc/PID/ns, checks instead that its user namespace is new; starting the child explains a user namespace the machine forbids",

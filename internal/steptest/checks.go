@@ -1,6 +1,7 @@
 package steptest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -321,6 +322,123 @@ func RootfsThatIsAFileIsOneLine(t *testing.T, s *Step) {
 	assert.Equal(t, 1, r.Status)
 	OneLine(t, r.Stderr)
 	assert.Contains(t, r.Stderr, file+" is not a directory: -rootfs takes the directory of a root filesystem")
+}
+
+// StdioThatLeadsIntoTheHostIsRefused hands run, as its standard input or
+// output, a descriptor through which the container could reach the host's
+// files past its root: a directory (ls /proc/self/fd/0/ would list the
+// host's /), also opened O_PATH, a symbolic link, a block device. run
+// refuses in one line, and the command never runs; before run looks at
+// anything else, so before it makes anything. What a command is normally
+// handed still works: /dev/null, a file, a pipe, a socket (and a terminal:
+// the tests of terminals).
+func StdioThatLeadsIntoTheHostIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := t.TempDir()
+	open := func(t *testing.T, path string, flags int) *os.File {
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0o644)
+		require.NoError(t, err, "open %s", path)
+		f := os.NewFile(uintptr(fd), path)
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	// A block device of the test's own: opened O_PATH, it is never read.
+	disk := filepath.Join(dir, "disk")
+	require.NoError(t, unix.Mknod(disk, unix.S_IFBLK|0o600, int(unix.Mkdev(7, 0))))
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink("/", link))
+	// The command says that it ran, on both outputs: one of them may be
+	// what run refuses.
+	ran := []string{"sh", "-c", "echo ran; echo ran >&2"}
+	refusal := func(fd, what, path string) string {
+		return s.Name + ": " + fd + " is " + what + " (" + path + "): a container must not be handed a way into the host's files; give it a file, a pipe or a terminal\n"
+	}
+	for _, c := range []struct {
+		name, fd, path, what string
+		flags                int
+	}{
+		{"stdin a directory", "standard input", "/", "a directory", unix.O_RDONLY},
+		{"stdin a directory, O_PATH", "standard input", "/", "a directory", unix.O_PATH},
+		{"stdin a symbolic link", "standard input", link, "a symbolic link", unix.O_PATH | unix.O_NOFOLLOW},
+		{"stdin a block device", "standard input", disk, "a block device", unix.O_PATH},
+		{"stdout a directory", "standard output", "/", "a directory", unix.O_RDONLY},
+		{"stderr a directory", "standard error", "/", "a directory", unix.O_RDONLY},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := open(t, c.path, c.flags)
+			var stdout, stderr bytes.Buffer
+			cmd := s.Command(t, s.RunArgs(ran...)...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			switch c.fd {
+			case "standard input":
+				cmd.Stdin = f // an *os.File is handed on as it is, not copied
+			case "standard output":
+				cmd.Stdout = f
+			case "standard error":
+				cmd.Stderr = f
+			}
+			err := cmd.Run()
+			if _, exited := err.(*exec.ExitError); err != nil && !exited {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, 1, cmd.ProcessState.ExitCode())
+			if c.fd == "standard error" {
+				assert.Empty(t, stdout.String(), "the command ran")
+				return // the line went to the directory, where it cannot be written
+			}
+			OneLine(t, stderr.String())
+			assert.Equal(t, refusal(c.fd, c.what, c.path), stderr.String())
+			assert.Empty(t, stdout.String(), "the command ran")
+		})
+	}
+	t.Run("before anything else", func(t *testing.T) {
+		cmd := s.Command(t, s.RunIn("/no/such/rootfs", ran...)...)
+		cmd.Stdin = open(t, "/", unix.O_RDONLY)
+		r := Finish(t, cmd)
+		assert.Equal(t, 1, r.Status)
+		assert.Equal(t, refusal("standard input", "a directory", "/"), r.Stderr)
+	})
+	// What a command is normally handed.
+	file := filepath.Join(dir, "input")
+	require.NoError(t, os.WriteFile(file, []byte("from a file\n"), 0o644))
+	pipeR, pipeW, err := os.Pipe()
+	require.NoError(t, err)
+	_, err = pipeW.WriteString("from a pipe\n")
+	require.NoError(t, err)
+	pipeW.Close()
+	t.Cleanup(func() { pipeR.Close() })
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	socket, peer := os.NewFile(uintptr(pair[0]), "socket"), os.NewFile(uintptr(pair[1]), "peer")
+	t.Cleanup(func() { socket.Close() })
+	_, err = peer.WriteString("from a socket\n")
+	require.NoError(t, err)
+	peer.Close()
+	for name, c := range map[string]struct {
+		stdin *os.File
+		want  string
+	}{
+		"/dev/null": {open(t, "/dev/null", unix.O_RDONLY), ""},
+		"a file":    {open(t, file, unix.O_RDONLY), "from a file\n"},
+		"a pipe":    {pipeR, "from a pipe\n"},
+		"a socket":  {socket, "from a socket\n"},
+	} {
+		t.Run("stdin "+name, func(t *testing.T) {
+			cmd := s.Command(t, s.RunArgs("cat")...)
+			cmd.Stdin = c.stdin
+			r := Finish(t, cmd)
+			assert.Equal(t, 0, r.Status, r.Stderr)
+			assert.Equal(t, c.want, r.Stdout)
+		})
+	}
+	t.Run("stdout a file", func(t *testing.T) {
+		out := open(t, filepath.Join(dir, "output"), unix.O_WRONLY|unix.O_CREAT)
+		cmd := s.Command(t, s.RunArgs("echo", "to a file")...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = out, &stderr
+		require.NoError(t, cmd.Run(), stderr.String())
+		assert.Equal(t, "to a file\n", readFile(t, out.Name()))
+	})
 }
 
 // breakoutName is the name under which the test binary plays the escape of
