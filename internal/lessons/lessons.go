@@ -1,7 +1,10 @@
 // Package lessons keeps the step READMEs honest: it regenerates their "What
-// changed" diffs from the code, and its tests run their transcripts.
+// changed" diffs from the code, and its tests run their transcripts. A page
+// shows main.go's diff, the lesson, open, and each other Go file's folded
+// under a <details> whose summary is the first sentence of the file's first
+// comment ("This file holds ...").
 //
-// After changing a step's main.go, regenerate the diffs from the repository
+// After changing a step's Go files, regenerate the diffs from the repository
 // root with:
 //
 //	go generate ./internal/lessons
@@ -12,6 +15,8 @@ package lessons
 import (
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,15 +29,24 @@ import (
 // Steps are the step folders, in course order.
 var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net", "step10-userns"}
 
-// Diff returns "diff -u" of the previous step's Go files against this
-// step's, main.go first, then the others that changed or are new, by name;
-// the files are named by their paths from the repository root.
-func Diff(root, prev, step string) (string, error) {
+// A FileDiff is one Go file's part of the diff between two steps.
+type FileDiff struct {
+	Name  string // the file's name in its step folder
+	About string // what the file does: the first sentence of its first comment; empty for main.go
+	New   bool   // the step before has no such file
+	Gone  bool   // this step has no such file
+	Diff  string // "diff -u", the files named by their paths from the repository root
+}
+
+// Diffs returns the Go files that differ between the previous step and this
+// one, tests left out: main.go first, then the others that changed, are new
+// or are gone, by name.
+func Diffs(root, prev, step string) ([]FileDiff, error) {
 	names := map[string]bool{}
 	for _, dir := range []string{prev, step} {
 		files, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		for _, f := range files {
 			if name := filepath.Base(f); !strings.HasSuffix(name, "_test.go") && name != "main.go" {
@@ -45,14 +59,18 @@ func Diff(root, prev, step string) (string, error) {
 		sorted = append(sorted, name)
 	}
 	sort.Strings(sorted[1:])
-	var all strings.Builder
+	var diffs []FileDiff
 	for _, name := range sorted {
 		a, b := prev+"/"+name, step+"/"+name
-		labelA := a
+		d := FileDiff{Name: name}
+		labelA, labelB, about := a, b, b
 		if _, err := os.Stat(filepath.Join(root, a)); err != nil {
-			labelA = "/dev/null"
+			labelA, d.New = "/dev/null", true
 		}
-		cmd := exec.Command("diff", "-u", "-N", "--label", labelA, "--label", b, a, b)
+		if _, err := os.Stat(filepath.Join(root, b)); err != nil {
+			labelB, d.Gone, about = "/dev/null", true, a
+		}
+		cmd := exec.Command("diff", "-u", "-N", "--label", labelA, "--label", labelB, a, b)
 		cmd.Dir = root
 		out, err := cmd.Output()
 		var exit *exec.ExitError
@@ -60,12 +78,70 @@ func Diff(root, prev, step string) (string, error) {
 			err = nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("diff %s %s: %w", a, b, err)
+			return nil, fmt.Errorf("diff %s %s: %w", a, b, err)
 		}
-		all.Write(out)
+		d.Diff = string(out)
+		if name != "main.go" { // main.go is the lesson: its first comment is the step's man page
+			if d.Diff == "" {
+				continue
+			}
+			if d.About, err = About(filepath.Join(root, about)); err != nil {
+				return nil, err
+			}
+		}
+		diffs = append(diffs, d)
 	}
-	return all.String(), nil
+	return diffs, nil
 }
+
+// About returns what a Go file of a step does: the first sentence of its
+// first comment, which starts "This file", with "This file" left out.
+func About(path string) (string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments|parser.PackageClauseOnly)
+	if err != nil {
+		return "", err
+	}
+	var text string
+	if len(f.Comments) > 0 && f.Comments[0].Pos() < f.Package {
+		text = strings.Join(strings.Fields(f.Comments[0].Text()), " ")
+	}
+	about, ok := strings.CutPrefix(text, "This file ")
+	if !ok {
+		return "", fmt.Errorf("%s: its first comment should say what the file does, starting \"This file\"", path)
+	}
+	if i := strings.Index(about, ". "); i >= 0 {
+		about = about[:i+1]
+	}
+	return about, nil
+}
+
+// Markdown returns what a page shows of a step's diffs under "What
+// changed": main.go's diff, the lesson, in an open ```diff block, then each
+// other file's in a <details> of its own, whose one-line <summary> names the
+// file and says what it does, so that the page reaches "Run it" soon.
+// GitHub renders a fenced block inside <details> only after a blank line.
+func Markdown(diffs []FileDiff) string {
+	var md strings.Builder
+	for i, d := range diffs {
+		if i == 0 {
+			md.WriteString("```diff\n" + d.Diff + "```\n")
+			continue
+		}
+		status := ""
+		switch {
+		case d.New:
+			status = " (new)"
+		case d.Gone:
+			status = " (removed)"
+		}
+		fmt.Fprintf(&md, "\n<details>\n<summary><code>%s</code>%s %s</summary>\n\n```diff\n%s```\n\n</details>\n",
+			d.Name, status, htmlText.Replace(d.About), d.Diff)
+	}
+	return md.String()
+}
+
+// htmlText escapes the characters that HTML would take for markup.
+var htmlText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // Plumbing is the file of every step that holds what no step teaches.
 const Plumbing = "plumbing.go"
@@ -81,28 +157,55 @@ var PlumbingChanges = map[string]string{
 	"step10-userns":     "run needs no root, and the child, whose root may not read run's /proc/PID/ns, checks instead that its user namespace is new; starting the child explains a user namespace the machine forbids",
 }
 
-// diffBlock finds the diff block of the "What changed" section.
-var diffBlock = regexp.MustCompile("(?s)(## What changed\n.*?```diff\n)(.*?)(```\n)")
+var (
+	// whatChanged finds the "What changed" section: from its heading to the next.
+	whatChanged = regexp.MustCompile(`(?ms)^## What changed\n.*?(?:^## |\z)`)
+	// openDiff finds the section's first ```diff block.
+	openDiff = regexp.MustCompile("(?ms)^```diff\n.*?^```\n")
+	// folded finds a <details> holding a ```diff block right after it.
+	folded = regexp.MustCompile("(?ms)\\A\n<details>\n<summary>[^\n]*</summary>\n\n```diff\n.*?^```\n\n</details>\n")
+)
 
-// DiffBlock returns the content of a README's "What changed" diff block.
-func DiffBlock(readme string) (string, bool) {
-	m := diffBlock.FindStringSubmatch(readme)
-	if m == nil {
-		return "", false
+// diffBlocks returns where the diff blocks of a README's "What changed"
+// section start and end: the first ```diff block and the folded ones that
+// follow it. Prose before and after them is the page's own.
+func diffBlocks(readme string) (start, end int, ok bool) {
+	sec := whatChanged.FindStringIndex(readme)
+	if sec == nil {
+		return 0, 0, false
 	}
-	return m[2], true
+	open := openDiff.FindStringIndex(readme[sec[0]:sec[1]])
+	if open == nil {
+		return 0, 0, false
+	}
+	start, end = sec[0]+open[0], sec[0]+open[1]
+	for {
+		m := folded.FindStringIndex(readme[end:sec[1]])
+		if m == nil {
+			return start, end, true
+		}
+		end += m[1]
+	}
 }
 
-// WithDiff returns readme with its "What changed" diff block replaced.
-func WithDiff(readme, diff string) (string, error) {
-	loc := diffBlock.FindStringSubmatchIndex(readme)
-	if loc == nil {
+// DiffBlocks returns the diff blocks of a README's "What changed" section,
+// as Markdown would write them.
+func DiffBlocks(readme string) (string, bool) {
+	start, end, ok := diffBlocks(readme)
+	return readme[start:end], ok
+}
+
+// WithDiffs returns readme with the diff blocks of its "What changed"
+// section replaced by blocks, which Markdown makes.
+func WithDiffs(readme, blocks string) (string, error) {
+	start, end, ok := diffBlocks(readme)
+	if !ok {
 		return "", errors.New("no ```diff block under \"## What changed\"")
 	}
-	return readme[:loc[4]] + diff + readme[loc[5]:], nil
+	return readme[:start] + blocks + readme[end:], nil
 }
 
-// UpdateDiffs rewrites the diff block of every step's README after the
+// UpdateDiffs rewrites the diff blocks of every step's README after the
 // first from the code, and reports the READMEs it changed.
 func UpdateDiffs(root string) ([]string, error) {
 	var changed []string
@@ -112,11 +215,11 @@ func UpdateDiffs(root string) ([]string, error) {
 		if err != nil {
 			return changed, err
 		}
-		diff, err := Diff(root, Steps[i-1], Steps[i])
+		diffs, err := Diffs(root, Steps[i-1], Steps[i])
 		if err != nil {
 			return changed, err
 		}
-		updated, err := WithDiff(string(readme), diff)
+		updated, err := WithDiffs(string(readme), Markdown(diffs))
 		if err != nil {
 			return changed, fmt.Errorf("%s: %w", path, err)
 		}

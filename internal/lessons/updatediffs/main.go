@@ -1,5 +1,6 @@
-// Command updatediffs rewrites the "What changed" diff block of every step
-// README from the code. Run it through go generate:
+// Command updatediffs rewrites the "What changed" diffs of every step README
+// from the code: main.go's open, the other files' folded under <details>.
+// Run it through go generate:
 //
 //	go generate ./internal/lessons
 package main
