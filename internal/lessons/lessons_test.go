@@ -40,6 +40,106 @@ func TestDiffBlocksMatchTheCode(t *testing.T) {
 	}
 }
 
+// TestOnlyMainGoIsOpen reads each page as a learner does: under "What
+// changed", the one open diff is main.go's, and every other Go file that
+// changed, is new or is gone is folded, once, under a <details> whose
+// summary is one line that names it. The page is read line by line, not
+// with the generator's own patterns.
+func TestOnlyMainGoIsOpen(t *testing.T) {
+	for i := 1; i < len(Steps); i++ {
+		t.Run(Steps[i], func(t *testing.T) {
+			readme, err := os.ReadFile(filepath.Join(root, Steps[i], "README.md"))
+			require.NoError(t, err)
+			section := string(readme)
+			section = section[strings.Index(section, "\n## What changed\n")+1:]
+			section = section[:strings.Index(section, "\n## Run it\n")]
+			lines := strings.Split(section, "\n")
+
+			var open [][]string // the files each open ```diff block names
+			folded := map[string]int{}
+			for n := 0; n < len(lines); n++ {
+				switch lines[n] {
+				case "```diff":
+					var files []string
+					files, n = diffFiles(t, lines, n+1)
+					open = append(open, files)
+				case "<details>":
+					require.Less(t, n+3, len(lines), "a <details> at the end of the section")
+					summary := lines[n+1]
+					assert.Regexp(t, `^<summary>.+</summary>$`, summary, "a <details>'s summary is one line")
+					assert.Empty(t, lines[n+2], "a blank line after </summary>, or GitHub shows the diff as text")
+					require.Equal(t, "```diff", lines[n+3], "a <details> holds a ```diff block")
+					var files []string
+					files, n = diffFiles(t, lines, n+4)
+					require.Len(t, files, 1, "a folded ```diff block holds one file's diff")
+					assert.Contains(t, summary, "<code>"+files[0]+"</code>", "the summary names the file")
+					folded[files[0]]++
+					require.Less(t, n+2, len(lines))
+					assert.Equal(t, []string{"", "</details>"}, lines[n+1:n+3], "a blank line, then </details>")
+				}
+			}
+			require.Len(t, open, 1, "one open ```diff block")
+			assert.Equal(t, []string{"main.go"}, open[0], "the open diff is main.go's")
+
+			want := map[string]int{}
+			for _, name := range goFiles(t, Steps[i-1], Steps[i]) {
+				prev, _ := os.ReadFile(filepath.Join(root, Steps[i-1], name))
+				this, _ := os.ReadFile(filepath.Join(root, Steps[i], name))
+				if name != "main.go" && !bytes.Equal(prev, this) {
+					want[name] = 1
+				}
+			}
+			assert.Equal(t, want, folded, "the other files that changed, each folded once")
+		})
+	}
+}
+
+// diffFiles reads a ```diff block's lines from lines[from] to its closing
+// fence, and returns the name of each file whose "---" and "+++" labels it
+// holds, and where the fence is.
+func diffFiles(t *testing.T, lines []string, from int) ([]string, int) {
+	t.Helper()
+	var files []string
+	for n := from; n < len(lines); n++ {
+		if lines[n] == "```" {
+			return files, n
+		}
+		a, isA := strings.CutPrefix(lines[n], "--- ")
+		if !isA || n+1 >= len(lines) {
+			continue
+		}
+		b, isB := strings.CutPrefix(lines[n+1], "+++ ")
+		if !isB {
+			continue
+		}
+		name := filepath.Base(b)
+		if b == "/dev/null" {
+			name = filepath.Base(a)
+		}
+		files = append(files, name)
+	}
+	t.Fatalf("a ```diff block from line %d of the section is not closed", from)
+	return nil, 0
+}
+
+// goFiles returns the names of the Go files, tests left out, in either step.
+func goFiles(t *testing.T, steps ...string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	var names []string
+	for _, step := range steps {
+		files, err := filepath.Glob(filepath.Join(root, step, "*.go"))
+		require.NoError(t, err)
+		for _, f := range files {
+			if name := filepath.Base(f); !strings.HasSuffix(name, "_test.go") && !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
 // TestPlumbingChangesOnlyWhereListed keeps the shared plumbing shared: a
 // step's plumbing.go is the step before's, unless PlumbingChanges says why
 // not.
