@@ -1,7 +1,7 @@
-// This file resolves paths inside the container's root filesystem while
-// the child still stands on the host's, before pivot_root: the image's
-// symbolic links and its ".." are followed as the container would follow
-// them, and never lead out of it onto the host's files.
+// This file resolves paths inside the image, as the container will. Until
+// pivot_root the child stands on the host's /: the image's symbolic links
+// and its ".." are followed as the container would follow them, and never
+// lead out of it onto the host's files.
 
 package main
 
