@@ -5,10 +5,16 @@
 package vm
 
 import (
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"text/template"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,6 +96,64 @@ func TestLimaProvisionsAsVagrantDoes(t *testing.T) {
 	provision, err := os.ReadFile("provision.sh")
 	require.NoError(t, err)
 	assert.Contains(t, string(provision), `if [ "${1:-}" = --rootfs-on ]; then`)
+}
+
+// TestLimaWaitsForTheRepository checks that the provision script waits for
+// the shared repository before it runs provision.sh, for a bounded time, and
+// gives up with a line that says what to do. With QEMU, Lima shares the
+// repository over sshfs, which it attaches from the Mac once the VM is up,
+// while the provision scripts may already run (lima-vm/lima issue 287). The
+// script runs here as Lima would, its template filled in the way Lima does
+// (Go's text/template), against a repository that comes late or never.
+func TestLimaWaitsForTheRepository(t *testing.T) {
+	l := readLima(t)
+	require.Len(t, l.Provision, 1)
+	script := l.Provision[0].Script
+	bound := regexp.MustCompile(`(?m)^wait=(\d+)$`).FindStringSubmatch(script)
+	require.NotNil(t, bound, "a line wait=SECONDS, the bound of the wait:\n%s", script)
+	seconds, err := strconv.Atoi(bound[1])
+	require.NoError(t, err)
+	assert.True(t, seconds >= 60 && seconds <= 600, "wait a few minutes, not %d s", seconds)
+
+	run := func(t *testing.T, script, repo string) (string, error) {
+		t.Helper()
+		tmpl, err := template.New("provision").Parse(script)
+		require.NoError(t, err)
+		var b strings.Builder
+		require.NoError(t, tmpl.Execute(&b, map[string]any{"Param": map[string]string{"REPO": repo}, "User": "ada"}))
+		out, err := exec.Command("bash", "-c", b.String()).CombinedOutput()
+		return string(out), err
+	}
+
+	t.Run("comes late", func(t *testing.T) {
+		repo := t.TempDir()
+		late := 1500 * time.Millisecond
+		// provision.sh appears whole (written aside, then renamed in), as a
+		// mount brings it.
+		timer := time.AfterFunc(late, func() {
+			aside := filepath.Join(repo, "provision.sh")
+			_ = os.WriteFile(aside, []byte("#!/bin/sh\necho provision.sh \"$@\"\n"), 0o755)
+			_ = os.Mkdir(filepath.Join(repo, "vm"), 0o755)
+			_ = os.Rename(aside, filepath.Join(repo, "vm", "provision.sh"))
+		})
+		defer timer.Stop()
+		start := time.Now()
+		out, err := run(t, script, repo)
+		require.NoError(t, err, out)
+		assert.GreaterOrEqual(t, time.Since(start), late, "it did not wait for provision.sh")
+		assert.Equal(t, "provision.sh --rootfs-on /var/lib/containers-from-scratch/rootfs "+repo+" ada\n", out)
+	})
+
+	t.Run("never comes", func(t *testing.T) {
+		repo := t.TempDir()
+		out, err := run(t, strings.Replace(script, bound[0], "wait=1", 1), repo)
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit), "it must fail, not %v:\n%s", err, out)
+		assert.Equal(t, 1, exit.ExitCode())
+		assert.Contains(t, out, "provision: FAILED while waiting for the repository: "+repo+"/vm/provision.sh is not in the VM after 1 s\n")
+		assert.Contains(t, out, "limactl stop cfs, then limactl start cfs", "it says what to do")
+		assert.Contains(t, out, "--vm-type=vz", "it names the way around sshfs")
+	})
 }
 
 // TestLimaDocsSayTheSame checks that the template's comment and the pages
