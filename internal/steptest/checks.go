@@ -879,15 +879,13 @@ func ScratchOfSomeoneElsesIsRefused(t *testing.T, s *Step) {
 func ScratchInsideTheImageIsRefused(t *testing.T, s *Step) {
 	RequireRoot(t)
 	// A scratch directory of run's that holds a throw-away copy of the
-	// image (hard links: the tests share s.Rootfs, and run never writes a
-	// lower layer's files).
+	// image.
 	base := scratch(t, s)
 	holder := filepath.Join(base, "holder")
 	image := filepath.Join(holder, "rootfs")
 	require.NoError(t, os.Mkdir(holder, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(holder, ".containers-from-scratch"), nil, 0o600))
-	r := Finish(t, exec.Command("cp", "-al", s.Rootfs, image))
-	require.Equal(t, 0, r.Status, r.Stderr)
+	copyRootfs(t, s, image)
 	link, bound := filepath.Join(base, "link"), filepath.Join(base, "bound")
 	require.NoError(t, os.Symlink(filepath.Join(image, "tmp"), link))
 	require.NoError(t, os.Mkdir(bound, 0o755))

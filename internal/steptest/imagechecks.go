@@ -16,8 +16,7 @@ import (
 // run's setup out of it, onto the host's files.
 
 // hostileImage makes a copy of the step's root filesystem for one test
-// (hard links: fast, and no container writes to an existing file here),
-// and a directory of the host's, owned by Owner, that the test aims the
+// (see copyRootfs), and a directory of the host's, owned by Owner, that the test aims the
 // image's links at: the folder of the user whose image it is, where a
 // naive setup would write. The image holds the same path, so that a link
 // resolved inside it leads somewhere.
@@ -25,8 +24,7 @@ func hostileImage(t *testing.T, s *Step) (image, host string) {
 	t.Helper()
 	dir := t.TempDir()
 	image, host = filepath.Join(dir, "image"), filepath.Join(dir, "host")
-	out, err := exec.Command("cp", "-al", s.Rootfs, image).CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	copyRootfs(t, s, image)
 	require.NoError(t, os.Mkdir(host, 0o755))
 	require.NoError(t, os.MkdirAll(image+host, 0o755))
 	if s.UsesUserns {
@@ -35,6 +33,20 @@ func hostileImage(t *testing.T, s *Step) (image, host string) {
 	}
 	s.reachable(host)
 	return image, host
+}
+
+// copyRootfs copies the step's root filesystem to dst for one test: with
+// hard links where dst is on the same file system (fast, and no test writes
+// to a file the copy shares), whole files where it is not (on Debian 13 /tmp
+// is a tmpfs of its own, and the root filesystem is under /var/tmp).
+func copyRootfs(t *testing.T, s *Step, dst string) {
+	t.Helper()
+	if exec.Command("cp", "-al", s.Rootfs, dst).Run() == nil {
+		return
+	}
+	require.NoError(t, os.RemoveAll(dst))
+	out, err := exec.Command("cp", "-a", s.Rootfs, dst).CombinedOutput()
+	require.NoError(t, err, "%s", out)
 }
 
 // link replaces name in the image by a symbolic link to target.
