@@ -132,3 +132,7 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
+
+// Issue 27: whose the container's root is, and its groups.
+func TestRootGroupIsTheRootfsGroup(t *testing.T) { steptest.RootGroupIsTheRootfsGroup(t, step) }
+func TestSudoDropsTheCallersGroups(t *testing.T) { steptest.SudoDropsTheCallersGroups(t, step) }

@@ -244,6 +244,15 @@ var mutants = []mutant{
 		breaks: "run leaves the cgroup delegated to it as it was given",
 		edits:  [][2]string{{"_ = write(cg.given, \"cgroup.subtree_control\", off)", "_ = off"}},
 		tests:  "TestLimitsHoldInADelegatedCgroup"},
+	// Issue 27: whose the container's root is, its groups, a learner's run.
+	{pkg: "step10-userns", file: "main.go", name: "root's group inside is the owner's user outside",
+		breaks: "the container's root group is the root filesystem's group on the host",
+		edits:  [][2]string{{"HostID: owner.gid", "HostID: owner.uid"}},
+		tests:  "TestRootGroupIsTheRootfsGroup"},
+	{pkg: "step10-userns", file: "main.go", name: "sudo's caller's groups kept",
+		breaks: "with sudo, the command keeps none of the caller's supplementary groups",
+		edits:  [][2]string{{"NoSetGroups: os.Geteuid() != 0}", "NoSetGroups: true}"}},
+		tests:  "TestSudoDropsTheCallersGroups"},
 
 	// mkrootfs.
 	{pkg: "mkrootfs", file: "/internal/rootfs/rootfs.go", name: "no ELF loader",

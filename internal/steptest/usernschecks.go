@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -363,4 +364,64 @@ func UserNamespaceWallsAreExplained(t *testing.T, s *Step) {
 	errorsAreExplained(t, s, "mount:error=%s:when=3", map[string]string{
 		"EPERM": regexp.QuoteMeta("mount proc on /proc: operation not permitted: in a user namespace, only where the host's /proc has nothing mounted over parts of it"),
 	})
+}
+
+// --- issue 27: whose the container's root is, its groups, and a learner's run ---
+
+// RootGroupIsTheRootfsGroup runs, as root, a root filesystem whose user
+// and group differ (Owner, and Owner+1): the container's root group is the
+// root filesystem's group on the host, as its root user is the user. Inside,
+// id and the id maps say so, and / and a file the container makes belong
+// to root; on the host, the file and the command are the user's and the
+// group's.
+func RootGroupIsTheRootfsGroup(t *testing.T, s *Step) {
+	RequireRoot(t)
+	const group = Owner + 1
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	// A copy of its own, not hard links: the files change owner.
+	out, err := exec.Command("cp", "-a", s.Rootfs, rootfs).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, chownTree(rootfs, Owner, group))
+	s.reachable(rootfs)
+	p := Start(t, s.Command(t, s.args("run", rootfs, "sh", "-c",
+		"id -u; id -g; id -G; cat /proc/self/uid_map /proc/self/gid_map; touch /made-by-root; ls -lnd / /made-by-root; exec sleep 60")...))
+	assert.Equal(t, []string{"0", "0", "0"}, []string{p.ReadLine(t), p.ReadLine(t), p.ReadLine(t)}, "id -u, id -g, id -G inside")
+	assert.Equal(t, []string{"0", strconv.Itoa(Owner), "1"}, strings.Fields(p.ReadLine(t)), "uid_map")
+	assert.Equal(t, []string{"0", strconv.Itoa(group), "1"}, strings.Fields(p.ReadLine(t)), "gid_map")
+	for range 2 {
+		f := strings.Fields(p.ReadLine(t))
+		require.Len(t, f, 9)
+		assert.Equal(t, []string{"0", "0"}, f[2:4], "the owner of %s inside", f[8])
+	}
+	command := ChildPID(t, p.Cmd.Process.Pid)
+	require.Eventually(t, func() bool { return strings.HasPrefix(Cmdline(command), "sleep") }, patience, time.Millisecond)
+	made, err := filepath.Glob(filepath.Join(s.Scratch, "*", "upper", "made-by-root"))
+	require.NoError(t, err)
+	require.Len(t, made, 1, "the file the container made, in its upper layer")
+	var st unix.Stat_t
+	require.NoError(t, unix.Lstat(made[0], &st))
+	assert.Equal(t, [2]uint32{Owner, group}, [2]uint32{st.Uid, st.Gid}, "the owner of the container's file on the host")
+	uid, gid := hostIDs(t, command)
+	assert.Equal(t, strings.Repeat(strconv.Itoa(Owner)+" ", 3)+strconv.Itoa(Owner), uid, "the command's uids on the host")
+	assert.Equal(t, strings.Repeat(strconv.Itoa(group)+" ", 3)+strconv.Itoa(group), gid, "the command's gids on the host")
+	require.NoError(t, unix.Kill(command, unix.SIGKILL))
+	p.Wait(t)
+}
+
+// SudoDropsTheCallersGroups starts run as root in supplementary groups, as
+// sudo from a user in some (sudo, adm) would, and checks that the container's
+// command keeps none of them: inside, and on the host.
+func SudoDropsTheCallersGroups(t *testing.T, s *Step) {
+	RequireRoot(t)
+	cmd := s.Command(t, s.RunArgs("sh", "-c", "grep ^Groups: /proc/self/status; id -G; exec sleep 60")...)
+	cmd.SysProcAttr = &unix.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{4, 27, Owner, Owner + 1}}}
+	p := Start(t, cmd)
+	assert.Equal(t, "Groups:", strings.TrimSpace(p.ReadLine(t)), "the command's supplementary groups inside")
+	assert.Equal(t, "0", p.ReadLine(t), "id -G inside")
+	require.Equal(t, "4 27 3333 3334", hostGroups(t, p.Cmd.Process.Pid), "run's own groups: the test's Credential did not hold")
+	command := ChildPID(t, p.Cmd.Process.Pid)
+	require.Eventually(t, func() bool { return strings.HasPrefix(Cmdline(command), "sleep") }, patience, time.Millisecond)
+	assert.Equal(t, "", hostGroups(t, command), "the command's supplementary groups on the host")
+	require.NoError(t, unix.Kill(command, unix.SIGKILL))
+	p.Wait(t)
 }
