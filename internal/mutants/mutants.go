@@ -253,6 +253,10 @@ var mutants = []mutant{
 		breaks: "with sudo, the command keeps none of the caller's supplementary groups",
 		edits:  [][2]string{{"NoSetGroups: os.Geteuid() != 0}", "NoSetGroups: true}"}},
 		tests:  "TestSudoDropsTheCallersGroups"},
+	{pkg: "step10-userns", file: "userns.go", name: "a root filesystem of root's group accepted",
+		breaks: "a root filesystem whose group is root is refused, as one whose user is root",
+		edits:  [][2]string{{"case o.uid == 0 || o.gid == 0:", "case o.uid == 0:"}},
+		tests:  "TestRootOwnedRootfsIsRefused"},
 
 	// mkrootfs.
 	{pkg: "mkrootfs", file: "/internal/rootfs/rootfs.go", name: "no ELF loader",

@@ -338,15 +338,22 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 
 // RootOwnedRootfsIsRefused checks that a root filesystem of root's, which
 // would make the container's root the host's root, is refused in one line
-// that says how to fix it, with status 1.
+// that says how to fix it, with status 1: one whose user is root, whose
+// group is root (issue 27, #18), or both.
 func RootOwnedRootfsIsRefused(t *testing.T, s *Step) {
 	RequireRoot(t)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(dir+"/README", []byte("a root filesystem of root's\n"), 0o644))
-	r := s.Exec(t, s.args("run", dir, "true")...)
-	assert.Equal(t, 1, r.Status)
-	OneLine(t, r.Stderr)
-	assert.Equal(t, fmt.Sprintf("%s: %s belongs to root (its user or its group), who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s\n", s.Name, dir, dir), r.Stderr)
+	for _, o := range [][2]int{{0, 0}, {Owner, 0}, {0, Owner}} {
+		t.Run(fmt.Sprintf("%d:%d", o[0], o[1]), func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(dir+"/README", []byte("a root filesystem of root's\n"), 0o644))
+			require.NoError(t, chownTree(dir, o[0], o[1]))
+			s.reachable(dir)
+			r := s.Exec(t, s.args("run", dir, "true")...)
+			assert.Equal(t, 1, r.Status)
+			OneLine(t, r.Stderr)
+			assert.Equal(t, fmt.Sprintf("%s: %s belongs to root (its user or its group), who would then be the container's root: build the root filesystem as yourself (go run ./mkrootfs, without sudo), or give it to yourself: sudo chown -R $USER: %s\n", s.Name, dir, dir), r.Stderr)
+		})
+	}
 }
 
 // UserNamespaceWallsAreExplained makes the mounts that a user namespace
