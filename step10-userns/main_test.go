@@ -136,3 +136,4 @@ func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b
 // Issue 27: whose the container's root is, and its groups.
 func TestRootGroupIsTheRootfsGroup(t *testing.T) { steptest.RootGroupIsTheRootfsGroup(t, step) }
 func TestSudoDropsTheCallersGroups(t *testing.T) { steptest.SudoDropsTheCallersGroups(t, step) }
+func TestLearnerRunsWithoutSudo(t *testing.T)    { steptest.LearnerRunsWithoutSudo(t, step) }

@@ -257,6 +257,10 @@ var mutants = []mutant{
 		breaks: "a root filesystem whose group is root is refused, as one whose user is root",
 		edits:  [][2]string{{"case o.uid == 0 || o.gid == 0:", "case o.uid == 0:"}},
 		tests:  "TestRootOwnedRootfsIsRefused"},
+	{pkg: "step10-userns", file: "main.go", name: "the child not told the scratch directory",
+		breaks: "without sudo and without -scratch, as the page shows, the container runs, its changes in the default scratch directory",
+		edits:  [][2]string{{`append([]string{"child", "-scratch", c.layers}, args...)`, `append([]string{"child"}, args...)`}},
+		tests:  "TestLearnerRunsWithoutSudo"},
 
 	// mkrootfs.
 	{pkg: "mkrootfs", file: "/internal/rootfs/rootfs.go", name: "no ELF loader",

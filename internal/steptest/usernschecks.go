@@ -432,3 +432,37 @@ func SudoDropsTheCallersGroups(t *testing.T, s *Step) {
 	require.NoError(t, unix.Kill(command, unix.SIGKILL))
 	p.Wait(t)
 }
+
+// LearnerRunsWithoutSudo runs the container as the page's first block does:
+// a normal user, with a learner's environment (HOME, PATH, USER; no
+// XDG_DATA_HOME), from the directory that holds rootfs, with neither -rootfs
+// nor -scratch. The container works, its changes are in the default scratch
+// directory, ~/.local/share/containers-from-scratch/containers, while it
+// runs (run's child must learn where that is: in the user namespace it is
+// root, whose default is another), and are gone after it.
+func LearnerRunsWithoutSudo(t *testing.T, s *Step) {
+	RequireRoot(t) // to become the normal user
+	home := filepath.Join(scratch(t, s), "home")
+	require.NoError(t, os.Mkdir(home, 0o700))
+	require.NoError(t, os.Chown(home, Owner, Owner))
+	cmd := s.asUser(t, "run", "sh", "-c", "id -u; hostname; echo changed >/etc/motd; cat /etc/motd; read line")
+	cmd.Args = slices.Insert(cmd.Args, 6, "env", "-i", "HOME="+home, "PATH=/usr/local/bin:/usr/bin:/bin", "USER=learner", "LOGNAME=learner", "SHELL=/bin/sh")
+	require.Equal(t, s.Bin, cmd.Args[13], "the program's place in %v", cmd.Args)
+	cmd.Dir = filepath.Dir(s.Rootfs)
+	require.Equal(t, "rootfs", filepath.Base(s.Rootfs))
+	p := Start(t, cmd)
+	assert.Equal(t, []string{"0", "container", "changed"}, []string{p.ReadLine(t), p.ReadLine(t), p.ReadLine(t)})
+	dir := filepath.Join(home, ".local/share/containers-from-scratch/containers")
+	motd, err := filepath.Glob(filepath.Join(dir, "*", "upper", "etc", "motd"))
+	require.NoError(t, err)
+	if assert.Len(t, motd, 1, "the container's change in the default scratch directory") {
+		assert.Equal(t, "changed\n", readFile(t, motd[0]))
+	}
+	_, err = p.Stdin.Write([]byte("\n"))
+	require.NoError(t, err)
+	r := p.Wait(t)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Equal(t, s.Name+": cgroup limits left out: they need the host's root (sudo), or a cgroup v2 delegated to run alone (systemd-run --user --scope -p Delegate=yes)\n"+s.Name+cableLeftOut, r.Stderr)
+	assert.NoFileExists(t, filepath.Join(s.Rootfs, "etc/motd"), "a write reached the root filesystem")
+	assert.Empty(t, containerDirs(t, dir), "left in the scratch directory")
+}
