@@ -133,7 +133,7 @@ func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
 
-// Issue 27: whose the container's root is, and its groups.
+// Issue 27: whose the container's root is, its groups, and a learner's run.
 func TestRootGroupIsTheRootfsGroup(t *testing.T) { steptest.RootGroupIsTheRootfsGroup(t, step) }
 func TestSudoDropsTheCallersGroups(t *testing.T) { steptest.SudoDropsTheCallersGroups(t, step) }
 func TestLearnerRunsWithoutSudo(t *testing.T)    { steptest.LearnerRunsWithoutSudo(t, step) }
