@@ -145,13 +145,18 @@ func createOverlay(c config, o owner) (overlay, error) {
 	if ov.lock, err = mkdirLocked(ov.dir); err != nil {
 		return ov, err
 	}
+	// The container's files are no other user's to read: a -scratch that
+	// others may get into (one made with mkdir, mode 755) must not lead
+	// them to its upper layer.
+	err = os.Chmod(ov.dir, 0o700)
 	for _, d := range []string{ov.upper, ov.work, ov.merged} {
 		if err == nil {
 			err = os.Mkdir(d, 0o755)
 		}
 	}
-	// The container's root writes the upper layer: it must be theirs.
-	for _, d := range []string{ov.upper, ov.work} {
+	// The container's root writes the upper layer, and gets to it through
+	// the container's directory: they must be theirs.
+	for _, d := range []string{ov.dir, ov.upper, ov.work} {
 		if err == nil {
 			err = os.Lchown(d, o.uid, o.gid)
 		}
