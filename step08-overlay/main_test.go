@@ -99,3 +99,12 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
+
+// Issue 27: the overlay's directories.
+func TestFailedOverlayDirsLeaveNothing(t *testing.T) { steptest.FailedOverlayDirsLeaveNothing(t, step) }
+func TestPathsTheMountCannotTakeAreRefused(t *testing.T) {
+	steptest.PathsTheMountCannotTakeAreRefused(t, step)
+}
+func TestUpperLayerIsNoOtherUsersToRead(t *testing.T) {
+	steptest.UpperLayerIsNoOtherUsersToRead(t, step)
+}

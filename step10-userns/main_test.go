@@ -137,3 +137,12 @@ func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b
 func TestRootGroupIsTheRootfsGroup(t *testing.T) { steptest.RootGroupIsTheRootfsGroup(t, step) }
 func TestSudoDropsTheCallersGroups(t *testing.T) { steptest.SudoDropsTheCallersGroups(t, step) }
 func TestLearnerRunsWithoutSudo(t *testing.T)    { steptest.LearnerRunsWithoutSudo(t, step) }
+
+// Issue 27: the overlay's directories.
+func TestFailedOverlayDirsLeaveNothing(t *testing.T) { steptest.FailedOverlayDirsLeaveNothing(t, step) }
+func TestPathsTheMountCannotTakeAreRefused(t *testing.T) {
+	steptest.PathsTheMountCannotTakeAreRefused(t, step)
+}
+func TestUpperLayerIsNoOtherUsersToRead(t *testing.T) {
+	steptest.UpperLayerIsNoOtherUsersToRead(t, step)
+}

@@ -176,6 +176,19 @@ var mutants = []mutant{
 		breaks: "the container's changes, kept or not, stay out of the root filesystem, whatever -scratch names it",
 		edits:  [][2]string{{"if err := checkApart(scratch, ov.lower); err != nil {", noErr}},
 		tests:  "TestScratchInsideTheImageIsRefused"},
+	// issue 27: the overlay's directories.
+	{pkg: "step08-overlay", file: "overlay.go", name: "a failed mkdir leaves the container's directories",
+		breaks: "a failure while making the overlay's directories leaves none behind",
+		edits:  [][2]string{remove("\tif err != nil {\n\t\tov.remove(false)\n\t}\n")},
+		tests:  "TestFailedOverlayDirsLeaveNothing"},
+	{pkg: "step08-overlay", file: "overlay.go", name: "a backslash in a path given to the mount",
+		breaks: "a path the overlay's mount options cannot carry is refused in one line",
+		edits:  [][2]string{{"strings.ContainsAny(d, `,:\\`)", "strings.ContainsAny(d, `,:`)"}},
+		tests:  "TestPathsTheMountCannotTakeAreRefused"},
+	{pkg: "step08-overlay", file: "overlay.go", name: "the container's directory open to all",
+		breaks: "another user cannot read a running container's upper layer",
+		edits:  [][2]string{{"err = os.Chmod(ov.dir, 0o700)", "err = os.Chmod(ov.dir, 0o755)"}},
+		tests:  "TestUpperLayerIsNoOtherUsersToRead"},
 
 	// step09: network namespace and a veth pair.
 	{pkg: "step09-net", file: "main.go", name: "no CLONE_NEWNET",
