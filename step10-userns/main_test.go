@@ -146,3 +146,8 @@ func TestPathsTheMountCannotTakeAreRefused(t *testing.T) {
 func TestUpperLayerIsNoOtherUsersToRead(t *testing.T) {
 	steptest.UpperLayerIsNoOtherUsersToRead(t, step)
 }
+
+// Issue 27: the routes -net must keep clear of.
+func TestRoutesOfEveryTableCount(t *testing.T)      { steptest.RoutesOfEveryTableCount(t, step) }
+func TestVPNHalvesDoNotCount(t *testing.T)          { steptest.VPNHalvesDoNotCount(t, step) }
+func TestAnyOverlappingRouteIsRefused(t *testing.T) { steptest.AnyOverlappingRouteIsRefused(t, step) }

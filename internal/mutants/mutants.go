@@ -207,6 +207,19 @@ var mutants = []mutant{
 		breaks: "-net refuses loopback, link-local, multicast and the other ranges a cable cannot use",
 		edits:  [][2]string{{"for _, r := range unusable {", "for _, r := range unusable[:0] {"}},
 		tests:  "TestBadSubnetsAreUsageErrors"},
+	// issue 27: the routes -net must keep clear of.
+	{pkg: "step09-net", file: "net.go", name: "the main routing table only",
+		breaks: "-net refuses a subnet that a route in any table overlaps, a VPN's own table too",
+		edits:  [][2]string{{"&netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)", "nil, 0)"}},
+		tests:  "TestRoutesOfEveryTableCount"},
+	{pkg: "step09-net", file: "net.go", name: "a VPN's two halves count",
+		breaks: "a VPN's 0.0.0.0/1 and 128.0.0.0/1 do not make every run refuse",
+		edits:  [][2]string{{"ones <= 1 ||", "ones == 0 ||"}},
+		tests:  "TestVPNHalvesDoNotCount"},
+	{pkg: "step09-net", file: "net.go", name: "host routes do not count",
+		breaks: "-net refuses a subnet that any route overlaps, a host route (/32) in it too",
+		edits:  [][2]string{{"ones <= 1 ||", "ones <= 1 || ones == 32 ||"}},
+		tests:  "TestAnyOverlappingRouteIsRefused"},
 
 	// step10: user namespace.
 	{pkg: "step10-userns", file: "main.go", name: "no CLONE_NEWUSER",

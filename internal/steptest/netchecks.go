@@ -272,3 +272,75 @@ func SubnetInUseIsRefused(t *testing.T, s *Step) {
 	assert.Equal(t, s.Name+": -net: 192.0.2.0/30, this container's part of it, overlaps "+HostSubnet+", which this machine already routes to "+HostLink+": give -net a subnet that no interface uses\n", r.Stderr)
 	assert.Equal(t, before, hostNetwork(t))
 }
+
+// --- step09: the routes -net must keep clear of (issue 27) ---
+
+// route adds a route in the tests' own network namespace (never the
+// machine's: Isolated made it), and deletes it when the test ends.
+func route(t *testing.T, args ...string) {
+	t.Helper()
+	ours, err := newNamespace("net")
+	require.True(t, ours, "the tests run in their parent's network namespace: not adding routes to it (%v)", err)
+	ip(t, append([]string{"route", "add"}, args...)...)
+	t.Cleanup(func() { _ = exec.Command("ip", append([]string{"route", "del"}, args...)...).Run() })
+}
+
+// refusedFor runs a container in -net sub, which must be refused in one
+// line for the route dst, and leave the host's network as it was.
+func refusedFor(t *testing.T, s *Step, sub, mine, dst string) {
+	t.Helper()
+	before := hostNetwork(t)
+	r := s.Exec(t, s.args("run", s.Rootfs, "-net", sub, "true")...)
+	assert.Equal(t, 1, r.Status)
+	OneLine(t, r.Stderr)
+	assert.Equal(t, s.Name+": -net: "+mine+", this container's part of it, overlaps "+dst+", which this machine already routes to "+HostLink+": give -net a subnet that no interface uses\n", r.Stderr)
+	assert.Equal(t, before, hostNetwork(t))
+}
+
+// RoutesOfEveryTableCount routes part of a subnet in a routing table of
+// its own, as a VPN (WireGuard, Tailscale) does, not in main: run refuses
+// the subnet all the same.
+func RoutesOfEveryTableCount(t *testing.T, s *Step) {
+	RequireRoot(t)
+	noCables(t)
+	for _, table := range []string{"100", "51820", "local"} {
+		t.Run("table "+table, func(t *testing.T) {
+			route(t, "10.99.0.0/16", "dev", HostLink, "table", table)
+			refusedFor(t, s, "10.99.5.0/24", "10.99.5.0/30", "10.99.0.0/16")
+		})
+	}
+}
+
+// VPNHalvesDoNotCount adds what a VPN that takes all traffic adds, in
+// main and in a table of its own: two routes, 0.0.0.0/1 and 128.0.0.0/1,
+// that cover everything, as a default route does; neither counts as a
+// route of the container's subnet, and the container runs.
+func VPNHalvesDoNotCount(t *testing.T, s *Step) {
+	RequireRoot(t)
+	noCables(t)
+	for _, table := range []string{"main", "100"} {
+		for _, dst := range []string{"0.0.0.0/1", "128.0.0.0/1", "default"} {
+			route(t, dst, "dev", HostLink, "table", table)
+		}
+	}
+	// A subnet in each half.
+	for sub, inside := range map[string]string{"10.200.0.0/24": ContainerEnd, "172.30.0.0/30": "172.30.0.2"} {
+		r := s.Exec(t, s.args("run", s.Rootfs, "-net", sub, "ip", "-br", "-4", "addr", "show", "eth0")...)
+		assert.Equal(t, 0, r.Status, "-net %s: %s", sub, r.Stderr)
+		assert.Regexp(t, `^eth0@if\d+ +UP +`+regexp.QuoteMeta(inside)+`/30 *\n$`, r.Stdout)
+	}
+}
+
+// AnyOverlappingRouteIsRefused routes, one at a time, each address of a
+// one-container subnet alone (a host route, /32), and ranges that hold it,
+// up to a quarter of all addresses: each is refused.
+func AnyOverlappingRouteIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	noCables(t)
+	for _, dst := range []string{"10.201.0.0/32", "10.201.0.1/32", "10.201.0.2/32", "10.201.0.3/32", "10.201.0.2/31", "10.0.0.0/8", "0.0.0.0/2"} {
+		t.Run(dst, func(t *testing.T) {
+			route(t, dst, "dev", HostLink)
+			refusedFor(t, s, "10.201.0.0/30", "10.201.0.0/30", dst)
+		})
+	}
+}
