@@ -21,7 +21,8 @@ import (
 // each directory run makes for the container (its own, upper, work,
 // merged) is in turn the one whose mkdir fails (ENOSPC). Whichever fails,
 // run says so in one line, and the scratch directory holds nothing of that
-// run afterwards, only its marker.
+// run afterwards, only its marker. So too when the chmod, or the chown,
+// of the container's directories fails.
 func FailedOverlayDirsLeaveNothing(t *testing.T, s *Step) {
 	RequireRoot(t)
 	dir := scratch(t, s)
@@ -46,6 +47,24 @@ func FailedOverlayDirsLeaveNothing(t *testing.T, s *Step) {
 	}
 	for _, d := range []string{"the container's", "the container's/upper", "the container's/work", "the container's/merged"} {
 		assert.True(t, failedAt[d], "no run failed making %s directory: the test no longer reaches it", d)
+	}
+	// The container's directory is closed to others (chmod), and in a
+	// user namespace given to the container's root (chown): strace makes
+	// every such call of run's fail.
+	calls := map[string]string{"fchmodat": "chmod"}
+	if s.UsesUserns {
+		calls["fchownat"] = "lchown"
+	}
+	for call, op := range calls {
+		t.Run(op+" fails", func(t *testing.T) {
+			dir := scratch(t, s)
+			cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, call+":error=EIO", s.RunArgs("-scratch", dir, "true")...)
+			r := Finish(t, cmd)
+			assert.Equal(t, 1, r.Status)
+			OneLine(t, r.Stderr)
+			assert.Regexp(t, "^"+regexp.QuoteMeta(s.Name+": "+op+" "+dir+"/")+`\d+-\d+(/upper|/work)?: input/output error\n$`, r.Stderr)
+			assert.Empty(t, containerDirs(t, dir), "left in the scratch directory")
+		})
 	}
 }
 
