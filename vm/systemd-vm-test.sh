@@ -247,6 +247,18 @@ tr -d '\r' <"$serial" | grep -E -- '^(ok|FAIL|panic)\s|CPU share|delegated by sy
 if grep -qE -- '^\s*--- (FAIL|SKIP)' "$serial"; then
 	echo "$name: what failed or was skipped:"
 	tr -d '\r' <"$serial" | grep -E -B15 -A3 -- '^\s*--- (FAIL|SKIP)' | head -n 300
+	# What a failed subtest printed comes long before its "--- FAIL" line,
+	# which go test writes when the parent ends: show each one's output,
+	# from its "=== RUN" to the next.
+	tr -d '\r' <"$serial" | awk '
+		/^\s*--- FAIL: / { failed[$3] = 1 }
+		{ lines[NR] = $0 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				if (lines[i] ~ /^=== (RUN|CONT)/) { split(lines[i], f, " "); show = (f[3] in failed) }
+				if (show) print lines[i]
+			}
+		}' | head -n 300
 fi
 eval "$(echo "$result" | tr ' ' '\n' | grep -E '^(status|passed|skipped|failed|seconds)=[0-9]+$')"
 cat <<EOF
