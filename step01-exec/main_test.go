@@ -27,3 +27,6 @@ func TestEverySignalReachesTheCommand(t *testing.T) { steptest.EverySignalReache
 func TestSignalDispositionsReachTheCommand(t *testing.T) {
 	steptest.SignalDispositionsReachTheCommand(t, step)
 }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }

@@ -40,3 +40,12 @@ func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTh
 func TestChildStaysOnItsFirstThread(t *testing.T)   { steptest.ChildStaysOnItsFirstThread(t, step) }
 func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
 func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}

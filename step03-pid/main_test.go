@@ -53,3 +53,15 @@ func TestNotRootGetsOneLine(t *testing.T)           { steptest.NotRootGetsOneLin
 func TestHostnameIsContainer(t *testing.T)          { steptest.HostnameIsContainer(t, step) }
 func TestHostnameChangeStaysInside(t *testing.T)    { steptest.HostnameChangeStaysInside(t, step) }
 func TestChildRefusesOnTheHost(t *testing.T)        { steptest.ChildRefusesOnTheHost(t, step) }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

@@ -58,3 +58,15 @@ func TestCommandIsPID1(t *testing.T)                { steptest.CommandIsPID1(t, 
 func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 	steptest.PID1IgnoresSignalsItDoesNotHandle(t, step)
 }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

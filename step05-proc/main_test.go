@@ -69,3 +69,15 @@ func TestStdioThatLeadsIntoTheHostIsRefused(t *testing.T) {
 }
 func TestChrootCanBeEscaped(t *testing.T) { steptest.ChrootCanBeEscaped(t, step) }
 func BenchmarkStart(b *testing.B)         { steptest.BenchmarkStart(b, step) }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

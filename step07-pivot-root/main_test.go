@@ -79,3 +79,15 @@ func TestPID1IgnoresSignalsItDoesNotHandle(t *testing.T) {
 func TestRootIsTheRootfs(t *testing.T)               { steptest.RootIsTheRootfs(t, step) }
 func TestMissingRootfsSaysHowToBuildIt(t *testing.T) { steptest.MissingRootfsSaysHowToBuildIt(t, step) }
 func BenchmarkStart(b *testing.B)                    { steptest.BenchmarkStart(b, step) }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

@@ -108,3 +108,15 @@ func TestPathsTheMountCannotTakeAreRefused(t *testing.T) {
 func TestUpperLayerIsNoOtherUsersToRead(t *testing.T) {
 	steptest.UpperLayerIsNoOtherUsersToRead(t, step)
 }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

@@ -151,3 +151,15 @@ func TestUpperLayerIsNoOtherUsersToRead(t *testing.T) {
 func TestRoutesOfEveryTableCount(t *testing.T)      { steptest.RoutesOfEveryTableCount(t, step) }
 func TestVPNHalvesDoNotCount(t *testing.T)          { steptest.VPNHalvesDoNotCount(t, step) }
 func TestAnyOverlappingRouteIsRefused(t *testing.T) { steptest.AnyOverlappingRouteIsRefused(t, step) }
+
+// Issue 27: what the supervisor hands the command, and what it keeps.
+func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
+	steptest.CommandGetsRunsEnvironmentOnly(t, step)
+}
+func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
+	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
+}
+func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
+	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}

@@ -88,6 +88,11 @@ var mutants = []mutant{
 		edits: [][2]string{{"err = unix.Exec(path, c.argv, os.Environ())",
 			"cmd := exec.Command(path, c.argv[1:]...)\n\tcmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr\n\terr = cmd.Run()"}},
 		tests: "TestCommandIsPID1"},
+	// issue 27: the supervisor.
+	{pkg: "step03-pid", file: "plumbing.go", name: "statuses above 127 cut to 7 bits",
+		breaks: "every exit status 0-255 of the command is run's",
+		edits:  [][2]string{{"return &exitError{status: status.ExitStatus()}", "return &exitError{status: status.ExitStatus() & 0x7f}"}},
+		tests:  "TestEveryExitStatusPassesThrough"},
 
 	// step04: chroot.
 	{pkg: "step04-chroot", file: "main.go", name: "no chdir /",
@@ -98,6 +103,11 @@ var mutants = []mutant{
 		breaks: "without -rootfs, the container's / is ./rootfs",
 		edits:  [][2]string{{`f.StringVar(&c.rootfs, "rootfs", "rootfs",`, `f.StringVar(&c.rootfs, "rootfs", "/",`}},
 		tests:  "TestRootIsTheRootfs"},
+	// issue 27: the supervisor.
+	{pkg: "step04-chroot", file: "plumbing.go", name: "the handover mark left in the environment",
+		breaks: "the command's environment is run's, and no more",
+		edits:  [][2]string{remove("\tos.Unsetenv(handoverEnv)\n")},
+		tests:  "TestCommandGetsRunsEnvironmentOnly"},
 
 	// step05: mount namespace and /proc.
 	{pkg: "step05-proc", file: "main.go", name: "no CLONE_NEWNS",
@@ -145,6 +155,11 @@ var mutants = []mutant{
 		breaks: "no cgroup is left after the container",
 		edits:  [][2]string{{"func (cg *cgroup) remove() {", "func (cg *cgroup) remove() {\n\tif cg != nil {\n\t\treturn\n\t}"}},
 		tests:  "TestCgroupIsRemoved"},
+	// issue 27: the supervisor.
+	{pkg: "step06-cgroups", file: "plumbing.go", name: "the terminal taken when the output is a pipe",
+		breaks: `"run ... | less" on a terminal leaves the terminal to the job`,
+		edits:  [][2]string{{"_, errOut := unix.IoctlGetInt(1, unix.TIOCGPGRP)", "_, errOut := unix.IoctlGetInt(2, unix.TIOCGPGRP)"}},
+		tests:  "TestRunIntoAPipeLeavesTheTerminalAlone"},
 
 	// step07: pivot_root.
 	{pkg: "step07-pivot-root", file: "main.go", name: "chroot instead of pivot_root",
@@ -158,6 +173,11 @@ var mutants = []mutant{
 		breaks: "the container sees its own mounts only",
 		edits:  [][2]string{{`if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {`, noErr}},
 		tests:  "TestChrootEscapeIsClosed", exercise: 2},
+	// issue 27: the supervisor.
+	{pkg: "step07-pivot-root", file: "plumbing.go", name: "descriptors above 100 handed on",
+		breaks: "no descriptor of run's or its caller's above 2 reaches the container",
+		edits:  [][2]string{{"unix.CloseRange(handover, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)", "unix.CloseRange(handover, 100, unix.CLOSE_RANGE_CLOEXEC)"}},
+		tests:  "TestOnlyStandardDescriptorsReachTheCommand"},
 
 	// step08: overlay.
 	{pkg: "step08-overlay", file: "main.go", name: "the root filesystem itself, no overlay",
@@ -189,6 +209,11 @@ var mutants = []mutant{
 		breaks: "another user cannot read a running container's upper layer",
 		edits:  [][2]string{{"err = os.Chmod(ov.dir, 0o700)", "err = os.Chmod(ov.dir, 0o755)"}},
 		tests:  "TestUpperLayerIsNoOtherUsersToRead"},
+	// issue 27: the supervisor.
+	{pkg: "step08-overlay", file: "plumbing.go", name: "descriptors handed on by kernels before 5.11",
+		breaks: "no descriptor of run's or its caller's above 2 reaches the container",
+		edits:  [][2]string{{"n >= handover {", "n >= handover && n < 5 {"}},
+		tests:  "TestOnlyStandardDescriptorsReachTheCommand"},
 
 	// step09: network namespace and a veth pair.
 	{pkg: "step09-net", file: "main.go", name: "no CLONE_NEWNET",

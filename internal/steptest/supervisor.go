@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -625,4 +627,212 @@ func ChildStaysOnItsFirstThread(t *testing.T, s *Step) {
 	r := Finish(t, cmd)
 	assert.Equal(t, 0, r.Status, r.Stderr)
 	assert.Empty(t, r.Stderr)
+}
+
+// --- issue 27: what the supervisor hands the command, and what it keeps ---
+
+// EveryExitStatusPassesThrough checks that run exits with every status its
+// command can exit with, 0 to 255, and says nothing of its own: a status
+// that run mangled (above 127, say, or the 126 and 127 a shell gives) could
+// be any one of them. The runs go a few at a time.
+func EveryExitStatusPassesThrough(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	type result struct {
+		status int
+		stderr string
+	}
+	got := make([]result, 256)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for status := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cmd := s.Command(t, s.RunArgs("sh", "-c", fmt.Sprintf("exit %d", status))...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if _, exited := err.(*exec.ExitError); err != nil && !exited {
+				got[status] = result{-1, err.Error()}
+				return
+			}
+			got[status] = result{cmd.ProcessState.ExitCode(), stderr.String()}
+		}()
+	}
+	wg.Wait()
+	for status, r := range got {
+		assert.Equal(t, status, r.status, "the command exited %d: %s", status, r.stderr)
+		assert.Empty(t, r.stderr, "the command exited %d", status)
+	}
+}
+
+// CommandGetsRunsEnvironmentOnly checks that the command's environment is
+// run's, the same variables and nothing more: not the mark with which run
+// tells its child that it is the child, whether run hands the container
+// the terminal or not.
+func CommandGetsRunsEnvironmentOnly(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	env := []string{"GREETING=hello from the host", "EMPTY=", "PATH=" + os.Getenv("PATH")}
+	sorted := func(out string) []string {
+		lines := strings.Fields(strings.ReplaceAll(out, "\r", ""))
+		sort.Strings(lines)
+		return lines
+	}
+	want := sorted(strings.Join(env, "\n"))
+	t.Run("on a pipe", func(t *testing.T) {
+		cmd := s.Command(t, s.RunArgs("env")...)
+		cmd.Env = env
+		r := Finish(t, cmd)
+		require.Equal(t, 0, r.Status, r.Stderr)
+		assert.Equal(t, want, sorted(r.Stdout))
+	})
+	t.Run("on a terminal", func(t *testing.T) {
+		cmd := exec.Command("env", append(append([]string{"-i", "--default-signal"}, env...), append([]string{s.Bin}, s.RunArgs("env")...)...)...)
+		out := RunOnTerminal(t, cmd, "")
+		require.Equal(t, 0, cmd.ProcessState.ExitCode(), out)
+		assert.Equal(t, want, sorted(out))
+	})
+}
+
+// OnlyStandardDescriptorsReachTheCommand starts run with descriptors of
+// its caller's open at 3, 7 and 200, two of them the host's /: the
+// command must get 0, 1 and 2 only, not these, nor any of run's own, since
+// /proc/self/fd/N of an open directory leads out of the container's root.
+// The child closes them with close_range(2), or on kernels before 5.11,
+// which lack it, one by one: both ways are tried.
+func OnlyStandardDescriptorsReachTheCommand(t *testing.T, s *Step) {
+	RequireRoot(t)
+	root, err := os.Open("/")
+	require.NoError(t, err)
+	defer root.Close()
+	file, err := os.Open("/etc/hostname")
+	require.NoError(t, err)
+	defer file.Close()
+	extra := make([]*os.File, 198) // descriptors 3 to 200: extra[i] is 3+i
+	extra[0], extra[4], extra[197] = root, file, root
+	for _, c := range []struct{ name, inject string }{
+		{"close_range", ""},
+		{"no close_range", "close_range:error=ENOSYS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			marker := fmt.Sprintf("%d.%d", 50000+rand.Intn(9999), rand.Intn(1000))
+			var cmd *exec.Cmd
+			if c.inject == "" {
+				cmd = s.Command(t, s.RunArgs("sleep", marker)...)
+			} else {
+				cmd, _ = s.straced(t, c.inject, s.RunArgs("sleep", marker)...)
+			}
+			cmd.ExtraFiles = extra
+			p := Start(t, cmd)
+			sleeper := commandNamed(t, "sleep "+marker)
+			run := sleeper
+			for ; run > 1 && Cmdline(run) != strings.Join(append([]string{s.Bin}, s.RunArgs("sleep", marker)...), " "); run = parent(run) {
+			}
+			require.Greater(t, run, 1, "run is not an ancestor of the command")
+			assert.Subset(t, descriptors(run), []string{"0", "1", "2", "3", "7", "200"}, "run was not handed the descriptors")
+			// The exec closes the descriptors after the command line has
+			// changed: wait until sleep sleeps.
+			require.Eventually(t, func() bool {
+				call, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", sleeper))
+				nr, _, _ := strings.Cut(string(call), " ")
+				return nr == strconv.Itoa(unix.SYS_CLOCK_NANOSLEEP) || nr == strconv.Itoa(unix.SYS_NANOSLEEP)
+			}, patience, time.Millisecond, "the command never slept")
+			fds := descriptors(sleeper)
+			for i, fd := range fds {
+				to, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", sleeper, fd))
+				fds[i] += " -> " + to
+			}
+			assert.Len(t, fds, 3, "the command's descriptors: %q", fds)
+			require.NoError(t, unix.Kill(sleeper, unix.SIGKILL))
+			assert.Equal(t, 137, p.Wait(t).Status)
+		})
+	}
+}
+
+// commandNamed waits for the process whose command line is cmdline, which
+// must be unique, and returns its PID; it is killed when the test ends.
+func commandNamed(t *testing.T, cmdline string) int {
+	t.Helper()
+	var pid int
+	require.Eventually(t, func() bool {
+		out, _ := exec.Command("pgrep", "-xf", regexp.QuoteMeta(cmdline)).Output()
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		return pid > 0
+	}, patience, time.Millisecond, "%q never started", cmdline)
+	t.Cleanup(func() {
+		if Cmdline(pid) == cmdline {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	})
+	return pid
+}
+
+// parent returns the PID of process pid's parent, or 0.
+func parent(pid int) int {
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// descriptors lists the open file descriptors of process pid, in order.
+func descriptors(pid int) []string {
+	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	var fds []int
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			fds = append(fds, n)
+		}
+	}
+	sort.Ints(fds)
+	names := make([]string, len(fds))
+	for i, fd := range fds {
+		names[i] = strconv.Itoa(fd)
+	}
+	return names
+}
+
+// RunIntoAPipeLeavesTheTerminalAlone runs a step in a pipeline on a
+// terminal ("run ... | less"): run's output is no terminal, so the
+// container must not take the terminal from the job, whose reader at the
+// pipe's end also reads the terminal, as less does; it would be stopped
+// (SIGTTIN) if the container had it.
+func RunIntoAPipeLeavesTheTerminalAlone(t *testing.T, s *Step) {
+	RequireRoot(t)
+	marker := fmt.Sprintf("%d.%d", 60000+rand.Intn(9999), rand.Intn(1000))
+	run := strings.Join(append([]string{s.Bin}, s.RunArgs("sh", "-c", "'echo ready; exec sleep "+marker+"'")...), " ")
+	term := StartOnTerminal(t, exec.Command("env", Plain("bash", "--norc", "--noprofile", "-i")...))
+	// The reader reads the terminal once the container's command runs,
+	// which has taken the terminal by then, or never will.
+	term.Type(t, run+` | { read x; echo "reader: $x"; read y </dev/tty; echo "reader got $y"; }`+"\n")
+	sleeper := commandNamed(t, "sleep "+marker)
+	require.Eventually(t, func() bool { return strings.Contains(term.Shown(), "reader: ready") }, patience, 5*time.Millisecond,
+		"the terminal showed:\n%s", term.Shown())
+	fg, err := unix.IoctlGetInt(int(term.ptm.Fd()), unix.TIOCGPGRP)
+	require.NoError(t, err)
+	job, err := unix.Getpgid(parent(sleeper)) // run's, the pipeline's
+	require.NoError(t, err)
+	if !assert.Equal(t, job, fg, "the container's process group has the terminal, not the job's") {
+		return // the reader is stopped, or will be
+	}
+	term.Type(t, "typed\n")
+	require.Eventually(t, func() bool {
+		return strings.Contains(term.Shown(), "reader got typed") || strings.Contains(term.Shown(), "Stopped")
+	}, patience, 5*time.Millisecond, "the terminal showed:\n%s", term.Shown())
+	_ = unix.Kill(sleeper, unix.SIGKILL)
+	term.Type(t, "exit\n")
+	if strings.Contains(term.Shown(), "Stopped") {
+		term.Type(t, "exit\n") // bash warns of the stopped job once
+	}
+	out := term.Wait(t)
+	assert.Contains(t, out, "reader got typed", "the reader at the pipe's end lost the terminal to the container")
 }
