@@ -18,12 +18,11 @@ func TestPivotRootErrorsAreExplained(t *testing.T)  { steptest.PivotRootErrorsAr
 func TestMountsDoNotLeakToASharedHost(t *testing.T) { steptest.ProcDoesNotLeakToASharedHost(t, step) }
 
 // What the steps before guarantee, still true.
-func TestCommandStartsInItsCgroup(t *testing.T)   { steptest.CommandStartsInItsCgroup(t, step) }
-func TestForkBombIsStopped(t *testing.T)          { steptest.ForkBombIsStopped(t, step) }
-func TestMemoryHogIsKilled(t *testing.T)          { steptest.MemoryHogIsKilled(t, step) }
-func TestCPUQuotaHoldsABusyLoopBack(t *testing.T) { steptest.CPUQuotaHoldsABusyLoopBack(t, step) }
-func TestCgroupIsRemoved(t *testing.T)            { steptest.CgroupIsRemoved(t, step) }
-func TestBadLimitsAreUsageErrors(t *testing.T)    { steptest.BadLimitsAreUsageErrors(t, step) }
+func TestCommandStartsInItsCgroup(t *testing.T) { steptest.CommandStartsInItsCgroup(t, step) }
+func TestForkBombIsStopped(t *testing.T)        { steptest.ForkBombIsStopped(t, step) }
+func TestMemoryHogIsKilled(t *testing.T)        { steptest.MemoryHogIsKilled(t, step) }
+func TestCgroupIsRemoved(t *testing.T)          { steptest.CgroupIsRemoved(t, step) }
+func TestBadLimitsAreUsageErrors(t *testing.T)  { steptest.BadLimitsAreUsageErrors(t, step) }
 func TestSignalDuringCgroupSetupLeavesNoCgroup(t *testing.T) {
 	steptest.SignalDuringCgroupSetupLeavesNoCgroup(t, step)
 }
@@ -90,4 +89,12 @@ func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
 }
 func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
 	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
+}
+
+// Issue 27: the cgroup's limits, errors and locks.
+func TestCPUQuotaGivesWhatCpusAsks(t *testing.T)    { steptest.CPUQuotaGivesWhatCpusAsks(t, step) }
+func TestFailedCgroupLeavesNoCgroup(t *testing.T)   { steptest.FailedCgroupLeavesNoCgroup(t, step) }
+func TestCgroupWriteErrorsNameTheFile(t *testing.T) { steptest.CgroupWriteErrorsNameTheFile(t, step) }
+func TestOtherRunsLeaveACgroupBeingMadeAlone(t *testing.T) {
+	steptest.OtherRunsLeaveACgroupBeingMadeAlone(t, step)
 }

@@ -1103,34 +1103,6 @@ func MemoryHogIsKilled(t *testing.T, s *Step) {
 	assert.Equal(t, "survived\n", r.Stdout, r.Stderr)
 }
 
-// CPUQuotaHoldsABusyLoopBack checks -cpus 0.5 on a loop that would use a
-// whole CPU: the cgroup's own statistics show it throttled, at no more than
-// about half a CPU. On a busy machine the loop would get less than half a
-// CPU anyway, and never reach its quota: the test gives its cgroup the
-// most weight there is (favourCPU), so that only the quota holds it back.
-func CPUQuotaHoldsABusyLoopBack(t *testing.T, s *Step) {
-	RequireRoot(t)
-	p := Start(t, s.Command(t, s.RunArgs("-cpus", "0.5", "sh", "-c", "echo ready; while :; do :; done")...))
-	p.WaitFor(t, "ready")
-	dirs := cgroupDirs(t, p.Cmd.Process.Pid)
-	favourCPU(t, dirs["cpu"])
-	quota := dirs["cpu"] + "/cpu.cfs_quota_us"
-	if dirs["cpu"] == dirs["cpuacct"] { // v2
-		quota = dirs["cpu"] + "/cpu.max"
-	}
-	assert.Contains(t, []string{"50000\n", "50000 100000\n"}, readFile(t, quota), quota)
-	usage0, throttled0 := cpuStats(t, dirs)
-	start := time.Now()
-	time.Sleep(2 * time.Second) // the window the usage is measured over
-	usage, throttled := cpuStats(t, dirs)
-	share := (usage - usage0).Seconds() / time.Since(start).Seconds()
-	require.NoError(t, unix.Kill(ChildPID(t, p.Cmd.Process.Pid), unix.SIGKILL))
-	p.Wait(t)
-	t.Logf("CPU share under -cpus 0.5: %.2f", share)
-	assert.Greater(t, throttled, throttled0, "never throttled")
-	assert.LessOrEqual(t, share, 0.6)
-}
-
 // favourCPU gives the cgroup dir, and its parent, the course's, the most
 // weight the kernel allows against the machine's other processes, and
 // puts the parent's weight back when the test ends. The CPU tests of all
