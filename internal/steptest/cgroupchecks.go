@@ -1,10 +1,14 @@
 package steptest
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,42 +101,103 @@ func cpuPeriods(t *testing.T, dirs map[string]string) (time.Duration, int, int) 
 	return 0, 0, 0
 }
 
-// injected finds, in strace's log (written with -y, which names the file
-// of each descriptor), the write that strace made fail.
-var injected = regexp.MustCompile(`(?m)^\d+ +write\(\d+<([^>]*)>.* \(INJECTED\)$`)
+// cgroupWrite finds, in strace's log (written with -y, which names the
+// file of each descriptor), a write to a file of the cgroup hierarchy, and
+// whether strace made it fail.
+var cgroupWrite = regexp.MustCompile(`(?m)^\d+ +write\(\d+</sys/fs/cgroup/([^>]*)>.*?( \(INJECTED\))?$`)
 
-// eachCgroupWriteFailing runs the step's program once for each write of
-// run's that makes the container's cgroup, with that one write failing as
-// the kernel fails one whose value it refuses (EINVAL), and calls check
-// with what run did, the file of the write, and the cgroup directories
-// that run could have made. strace counts writes per thread: run makes
-// its cgroup on its first, and the log names the file that failed.
+// eachCgroupWriteFailing runs the step's program once for each file that
+// run writes to make the container's cgroup, with the write to that file,
+// and no other, failing as the kernel fails one whose value it refuses
+// (EINVAL). It calls check with what run did, the file, and the cgroup
+// directories that run could have made. A first run, traced, tells which
+// files run writes; each limit the page names must be among them.
+//
+// strace picks the write by its file (-P), which is named after run's PID
+// and start time: run is started from a shell that stops itself first, so
+// that strace can be attached to it, knowing both, before run starts. (A
+// write picked by its number instead, strace's when=N, counts per thread:
+// on a busy machine Go moves run between threads, and misses some files.)
 func eachCgroupWriteFailing(t *testing.T, s *Step, check func(t *testing.T, r Result, file string, dirs []string)) {
 	RequireRoot(t)
-	// A first run makes the cgroups' parents (on v2 it writes no more to
-	// the root's files afterwards either).
+	// A first run makes the cgroups' parents, and a second, traced, tells
+	// which files run writes.
 	r := s.Run(t, "true")
 	require.Equal(t, 0, r.Status, r.Stderr)
-	failed := 0
-	for n := 1; n <= 20; n++ {
-		cmd, log := s.stracedWith(t, []string{"-b", "execve", "-y"}, fmt.Sprintf("write:error=EINVAL:when=%d", n), s.RunArgs("true")...)
-		p := Start(t, cmd)
-		run := s.tracedRun(t, cmd)
-		r := p.Wait(t)
-		m := injected.FindStringSubmatch(readFile(t, log))
-		if m == nil || !strings.HasPrefix(m[1], "/sys/fs/cgroup/") {
-			break // past the cgroup's writes
+	_, name, log := s.writesTraced(t, "")
+	var files []string // as "%s/PATH", %s for the cgroup's name
+	for _, m := range cgroupWrite.FindAllStringSubmatch(log, -1) {
+		file := strings.Replace(m[1], name, "%s", 1)
+		if !slices.Contains(files, file) {
+			files = append(files, file)
 		}
-		failed++
-		// The cgroup directories of this run, in every hierarchy: named
-		// after its PID and start time.
-		dirs, err := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*containers-from-scratch/%d-*", run))
-		require.NoError(t, err)
-		more, err := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/containers-from-scratch/%d-*", run))
-		require.NoError(t, err)
-		t.Run(filepath.Base(m[1]), func(t *testing.T) { check(t, r, m[1], append(dirs, more...)) })
 	}
-	require.NotZero(t, failed, "no write of run's went to a cgroup file")
+	for _, limit := range []string{"pids.max", "memory.max|memory.limit_in_bytes", "cpu.max|cpu.cfs_quota_us"} {
+		assert.True(t, slices.ContainsFunc(files, func(f string) bool {
+			return regexp.MustCompile(`/(` + limit + `)$`).MatchString(f)
+		}), "run never writes %s: %v", limit, files)
+	}
+	for _, file := range files {
+		t.Run(strings.Replace(file, "containers-from-scratch/%s/", "", 1), func(t *testing.T) {
+			r, name, log := s.writesTraced(t, "/sys/fs/cgroup/"+file)
+			require.Contains(t, log, "(INJECTED)", "run never wrote %s: %s", file, r.Stderr)
+			// The cgroup directories of this run, in every hierarchy.
+			dirs, err := filepath.Glob("/sys/fs/cgroup/containers-from-scratch/" + name)
+			require.NoError(t, err)
+			more, err := filepath.Glob("/sys/fs/cgroup/*/containers-from-scratch/" + name)
+			require.NoError(t, err)
+			check(t, r, filepath.Base(file), append(dirs, more...))
+		})
+	}
+}
+
+// writesTraced runs "run true" with strace tracing its writes, and its
+// child's, and returns what run did, the name of its cgroup and strace's
+// log. With a file, whose "%s" stands for the cgroup's name, strace traces
+// the writes to that file alone, and makes them fail with EINVAL.
+func (s *Step) writesTraced(t *testing.T, file string) (r Result, name, log string) {
+	t.Helper()
+	_, err := exec.LookPath("strace")
+	require.NoError(t, err, "strace is needed to make one write fail (apt-get install strace)")
+	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	t.Cleanup(cancel)
+	// The shell stops, then becomes run: same PID, same start time.
+	argv := append([]string{"-c", `kill -STOP $$; exec "$@"`, "sh", "env"}, Plain(s.Bin, s.RunArgs("true")...)...)
+	cmd := exec.CommandContext(ctx, "env", Plain("sh", argv...)...)
+	p := Start(t, cmd)
+	run := cmd.Process.Pid
+	require.Eventually(t, func() bool { return stopped(run) }, patience, time.Millisecond, "the shell never stopped")
+	name = cgroupName(t, run)
+	log = filepath.Join(t.TempDir(), "strace.log")
+	options := []string{"-f", "-qq", "-y", "-o", log, "-e", "trace=write"}
+	if file != "" {
+		options = append(options, "-P", strings.Replace(file, "%s", name, 1), "-e", "inject=write:error=EINVAL")
+	}
+	tracer := exec.CommandContext(ctx, "strace", append(options, "-p", strconv.Itoa(run))...)
+	require.NoError(t, tracer.Start())
+	t.Cleanup(func() {
+		if tracer.ProcessState == nil {
+			_ = tracer.Process.Kill()
+			_ = tracer.Wait()
+		}
+	})
+	require.Eventually(t, func() bool {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", run))
+		return strings.Contains(string(status), fmt.Sprintf("\nTracerPid:\t%d\n", tracer.Process.Pid))
+	}, patience, time.Millisecond, "strace never attached")
+	require.NoError(t, unix.Kill(run, unix.SIGCONT))
+	r = p.Wait(t)
+	require.NoError(t, tracer.Wait())
+	data, err := os.ReadFile(log)
+	require.NoError(t, err)
+	return r, name, string(data)
+}
+
+// stopped reports whether process pid is stopped by a signal.
+func stopped(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := bytes.LastIndexByte(stat, ')')
+	return err == nil && i > 0 && i+2 < len(stat) && stat[i+2] == 'T'
 }
 
 // FailedCgroupLeavesNoCgroup makes each write that sets up the container's
