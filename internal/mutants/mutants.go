@@ -181,6 +181,14 @@ var mutants = []mutant{
 		breaks: "cleanup never removes the cgroup of a run that is making it",
 		edits:  [][2]string{{"lock(parent, unix.LOCK_EX) // no run makes", "lock(parent, unix.LOCK_SH) // no run makes"}},
 		tests:  "TestOtherRunsLeaveACgroupBeingMadeAlone"},
+	{pkg: "step06-cgroups", file: "cgroup.go", name: "the quota's write error ignored (v1)", needs: "cgroup v1",
+		breaks: "a failure while making the cgroup is reported, and leaves no cgroup behind",
+		edits:  [][2]string{{"if err := write(dir, v[0], v[1]); err != nil {", `if err := write(dir, v[0], v[1]); err != nil && v[0] != "cpu.cfs_quota_us" {`}},
+		tests:  "TestFailedCgroupLeavesNoCgroup|TestCgroupWriteErrorsNameTheFile"},
+	{pkg: "step06-cgroups", file: "cgroup.go", name: "the quota's write error ignored (v2)", needs: "cgroup v2",
+		breaks: "a failure while making the cgroup is reported, and leaves no cgroup behind",
+		edits:  [][2]string{{"if err := write(dir, v[0], v[1]); err != nil {", `if err := write(dir, v[0], v[1]); err != nil && v[0] != "cpu.max" {`}},
+		tests:  "TestFailedCgroupLeavesNoCgroup|TestCgroupWriteErrorsNameTheFile"},
 
 	// step07: pivot_root.
 	{pkg: "step07-pivot-root", file: "main.go", name: "chroot instead of pivot_root",
