@@ -30,3 +30,8 @@ func TestSignalDispositionsReachTheCommand(t *testing.T) {
 
 // Issue 27: what the supervisor hands the command, and what it keeps.
 func TestEveryExitStatusPassesThrough(t *testing.T) { steptest.EveryExitStatusPassesThrough(t, step) }
+
+// Issue 27: a signal held during setup, and each signal once.
+func TestEachSignalReachesTheCommandOnce(t *testing.T) {
+	steptest.EachSignalReachesTheCommandOnce(t, step)
+}

@@ -49,3 +49,11 @@ func TestCommandGetsRunsEnvironmentOnly(t *testing.T) {
 func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
 	steptest.OnlyStandardDescriptorsReachTheCommand(t, step)
 }
+
+// Issue 27: a signal held during setup, and each signal once.
+func TestSignalDuringSetupReachesTheCommand(t *testing.T) {
+	steptest.SignalDuringSetupReachesTheCommand(t, step)
+}
+func TestEachSignalReachesTheCommandOnce(t *testing.T) {
+	steptest.EachSignalReachesTheCommandOnce(t, step)
+}

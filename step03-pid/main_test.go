@@ -65,3 +65,11 @@ func TestOnlyStandardDescriptorsReachTheCommand(t *testing.T) {
 func TestRunIntoAPipeLeavesTheTerminalAlone(t *testing.T) {
 	steptest.RunIntoAPipeLeavesTheTerminalAlone(t, step)
 }
+
+// Issue 27: a signal held during setup, and each signal once.
+func TestSignalDuringSetupReachesTheCommand(t *testing.T) {
+	steptest.SignalDuringSetupReachesTheCommand(t, step)
+}
+func TestEachSignalReachesTheCommandOnce(t *testing.T) {
+	steptest.EachSignalReachesTheCommandOnce(t, step)
+}

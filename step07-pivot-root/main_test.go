@@ -98,3 +98,11 @@ func TestCgroupWriteErrorsNameTheFile(t *testing.T) { steptest.CgroupWriteErrors
 func TestOtherRunsLeaveACgroupBeingMadeAlone(t *testing.T) {
 	steptest.OtherRunsLeaveACgroupBeingMadeAlone(t, step)
 }
+
+// Issue 27: a signal held during setup, and each signal once.
+func TestSignalDuringSetupReachesTheCommand(t *testing.T) {
+	steptest.SignalDuringSetupReachesTheCommand(t, step)
+}
+func TestEachSignalReachesTheCommandOnce(t *testing.T) {
+	steptest.EachSignalReachesTheCommandOnce(t, step)
+}

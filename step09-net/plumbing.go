@@ -139,12 +139,15 @@ func hasFiles(dir string) bool {
 // catch. An init such as tini leaves out SIGABRT, SIGILL, SIGTRAP and
 // SIGSYS too, which are faults when the kernel sends them; sent with kill,
 // as here, they are meant for the command, and a Go program that does not
-// catch them dies with a dump of its goroutines.
+// catch them dies with a dump of its goroutines. Realtime signal 34 is
+// left out too: Go keeps it for the musl C library and never lets a
+// program catch it, so it ends run, and the container with it, as SIGKILL
+// would.
 var forwarded = func() (sigs []os.Signal) {
 	for sig := unix.Signal(1); sig <= 64; sig++ {
 		switch sig {
 		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGTSTP, unix.SIGTTIN,
-			unix.SIGTTOU, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33: // 32 and 33 are the C library's
+			unix.SIGTTOU, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33, 34: // 32 and 33 are the C library's
 			continue
 		}
 		sigs = append(sigs, sig)

@@ -48,6 +48,13 @@ var mutants = []mutant{
 		edits:  [][2]string{{"return &exitError{status: 128 + int(status.Signal())}", "return &exitError{status: int(status.Signal())}"}},
 		tests:  "TestSignalsReachTheCommand|TestEverySignalReachesTheCommand"},
 
+	// issue 27: each signal once.
+	{pkg: "step01-exec", file: "plumbing.go", name: "realtime signals passed on twice",
+		breaks: "each signal sent to run reaches the command once",
+		edits: [][2]string{{"_ = cmd.Process.Signal(sig) // it may have exited already",
+			"_ = cmd.Process.Signal(sig)\n\t\t\tif sig.(unix.Signal) > 32 {\n\t\t\t\t_ = cmd.Process.Signal(sig)\n\t\t\t}"}},
+		tests: "TestEachSignalReachesTheCommandOnce"},
+
 	// step02: UTS namespace, and the child.
 	{pkg: "step02-uts", file: "main.go", name: "another hostname",
 		breaks: "the container's hostname is container",
@@ -77,6 +84,12 @@ var mutants = []mutant{
 		breaks: "an interactive command gets the terminal",
 		edits:  [][2]string{{"_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())\n\t\t_ = unix.PthreadSigmask", "_ = unix.PthreadSigmask"}},
 		tests:  "TestTerminalKeysDuringSetupWaitForTheCommand|TestInteractiveShellExitsCleanly"},
+
+	// issue 27: a signal held during setup.
+	{pkg: "step02-uts", file: "plumbing.go", name: "the child's caught signals dropped",
+		breaks: "a signal sent to the child during setup reaches the command",
+		edits:  [][2]string{{"_ = cmd.Process.Signal(unix.Signal(sig))", "_ = sig"}},
+		tests:  "TestSignalDuringSetupReachesTheCommand"},
 
 	// step03: PID namespace.
 	{pkg: "step03-pid", file: "main.go", name: "no CLONE_NEWPID",
@@ -129,6 +142,13 @@ var mutants = []mutant{
 			{"if err := unix.Chroot(c.rootfs); err != nil {", "path, err := lookPath(c.argv[0])\n\tif err != nil {\n\t\treturn err\n\t}\n\tif err := unix.Chroot(c.rootfs); err != nil {"},
 		},
 		tests: "TestCommandNotFoundExits127"},
+
+	// issue 27: a signal held during setup.
+	{pkg: "step05-proc", file: "plumbing.go", name: "signals sent to run during setup dropped",
+		breaks: "a signal sent to run during setup reaches the command",
+		edits: [][2]string{{"held, _ := io.ReadAll(execed)\n",
+			"held, _ := io.ReadAll(execed)\n\t\tfor len(signals) > 0 {\n\t\t\t<-signals\n\t\t}\n"}},
+		tests: "TestSignalDuringSetupReachesTheCommand"},
 
 	// step06: cgroups.
 	{pkg: "step06-cgroups", file: "cgroup.go", name: "no pids limit (v1)", needs: "cgroup v1",
@@ -207,6 +227,13 @@ var mutants = []mutant{
 		breaks: "no descriptor of run's or its caller's above 2 reaches the container",
 		edits:  [][2]string{{"unix.CloseRange(handover, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)", "unix.CloseRange(handover, 100, unix.CLOSE_RANGE_CLOEXEC)"}},
 		tests:  "TestOnlyStandardDescriptorsReachTheCommand"},
+
+	// issue 27: each signal once.
+	{pkg: "step07-pivot-root", file: "plumbing.go", name: "signals passed on twice",
+		breaks: "each signal sent to run reaches the command once",
+		edits: [][2]string{{"_ = cmd.Process.Signal(sig) // it may have exited already",
+			"_ = cmd.Process.Signal(sig)\n\t\t\t_ = cmd.Process.Signal(sig)"}},
+		tests: "TestEachSignalReachesTheCommandOnce"},
 
 	// step08: overlay.
 	{pkg: "step08-overlay", file: "main.go", name: "the root filesystem itself, no overlay",

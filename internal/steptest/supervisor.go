@@ -105,6 +105,15 @@ func (s *Step) straced(t *testing.T, inject string, args ...string) (*exec.Cmd, 
 // stracedWith is straced with more of strace's options.
 func (s *Step) stracedWith(t *testing.T, options []string, inject string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	name, _, _ := strings.Cut(inject, ":")
+	return s.stracedTracing(t, options, name, inject, args...)
+}
+
+// stracedTracing is stracedWith that logs the system calls in trace (a
+// list such as "sethostname,write"), not only the one it injects into, if
+// any.
+func (s *Step) stracedTracing(t *testing.T, options []string, trace, inject string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	_, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace is needed to hit a race every time (apt-get install strace)")
 	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
@@ -116,9 +125,11 @@ func (s *Step) stracedWith(t *testing.T, options []string, inject string, args .
 			t.Logf("strace:\n%s", data)
 		}
 	})
-	name, _, _ := strings.Cut(inject, ":")
-	options = append(append([]string{"-f", "-qq", "-o", log}, options...), "-e", "signal=!SIGURG",
-		"-e", "trace="+name, "-e", "inject="+inject, s.Bin)
+	options = append(append([]string{"-f", "-qq", "-o", log}, options...), "-e", "signal=!SIGURG", "-e", "trace="+trace)
+	if inject != "" {
+		options = append(options, "-e", "inject="+inject)
+	}
+	options = append(options, s.Bin)
 	cmd := exec.CommandContext(ctx, "env", Plain("strace", append(options, args...)...)...)
 	cmd.WaitDelay = waitDelay
 	return cmd, log
@@ -835,4 +846,182 @@ func RunIntoAPipeLeavesTheTerminalAlone(t *testing.T, s *Step) {
 	}
 	out := term.Wait(t)
 	assert.Contains(t, out, "reader got typed", "the reader at the pipe's end lost the terminal to the container")
+}
+
+// SignalDuringSetupReachesTheCommand sends a signal to run, or to its
+// child, while the child is still setting the container up, and then holds
+// run stopped until the command, a shell, has set its trap for the signal:
+// the signal, held until the command runs, must then reach it, and the
+// trap say so. (A command with no handler, as PID 1, drops it: that proves
+// nothing.) A signal sent to the child is handed over only if it was
+// caught before the child's last step; one still on its way is dropped, as
+// plumbing.go says, and the attempt is made again.
+func SignalDuringSetupReachesTheCommand(t *testing.T, s *Step) {
+	RequireRoot(t)
+	for _, to := range []string{"run", "child"} {
+		for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, 36} {
+			t.Run(fmt.Sprintf("%s to %s", signalName(sig), to), func(t *testing.T) {
+				for attempt := 1; !signalDuringSetup(t, s, to, sig); attempt++ {
+					t.Logf("attempt %d: the child caught the signal too late to hand it over", attempt)
+					require.Less(t, attempt, 20, "the child never handed %s over to run: it caught it too late every time, or never", signalName(sig))
+				}
+			})
+		}
+	}
+}
+
+// signalDuringSetup makes one attempt of SignalDuringSetupReachesTheCommand.
+// It reports false if the signal, sent to the child, was not caught in
+// time to be handed over.
+func signalDuringSetup(t *testing.T, s *Step, to string, sig unix.Signal) bool {
+	t.Helper()
+	script := fmt.Sprintf("trap 'echo got %d; exit 0' %d; echo ready; while :; do sleep 0.01; done", sig, sig)
+	cmd, log := s.stracedTracing(t, nil, "sethostname,write", "sethostname:signal=SIGSTOP:when=1", s.RunArgs("sh", "-c", script)...)
+	p := Start(t, cmd)
+	run := s.tracedRun(t, cmd)
+	child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+	if to == "run" {
+		require.NoError(t, unix.Kill(run, sig))
+		// run has the signal once strace has seen it reach one of run's
+		// threads (the child is stopped: it cannot be the child's).
+		got := regexp.MustCompile(fmt.Sprintf(`--- %s \{si_signo=%[1]s, si_code=SI_USER, si_pid=%d,`, signalName(sig), os.Getpid()))
+		require.Eventually(t, func() bool {
+			data, _ := os.ReadFile(log)
+			return got.Match(data)
+		}, patience, time.Millisecond, "run never got %s", signalName(sig))
+	} else {
+		require.NoError(t, unix.Kill(child, sig)) // it gets it when it goes on
+	}
+	// Once run waits for its child, it has done its part of the setup
+	// (the cgroup, the network): the child needs nothing more from it.
+	require.Eventually(t, func() bool { return waitingForChild(run) }, patience, time.Millisecond,
+		"run never waited for its child: %s", describe(run))
+	require.NoError(t, unix.Kill(run, unix.SIGSTOP))
+	require.Eventually(t, func() bool { return everyThreadStopped(run) }, patience, time.Millisecond, "run never stopped")
+	require.NoError(t, unix.Kill(child, unix.SIGCONT))
+	p.WaitFor(t, "ready") // the trap is set: the command may have the signal now
+	if to == "child" {
+		data, _ := os.ReadFile(log)
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^%d +write\(3, `, child)).Match(data) {
+			_ = unix.Kill(run, unix.SIGKILL) // the command goes with it
+			p.Wait(t)
+			return false
+		}
+	}
+	require.NoError(t, unix.Kill(run, unix.SIGCONT))
+	assert.Equal(t, fmt.Sprintf("got %d", sig), p.ReadLine(t), "the command never got the signal sent to %s during setup", to)
+	r := p.Wait(t)
+	assert.Equal(t, 0, cmd.ProcessState.ExitCode(), r.Stderr)
+	assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
+	return true
+}
+
+// signalName is the name strace gives signal sig: SIGRT_4 for 36.
+func signalName(sig unix.Signal) string {
+	if sig > 32 {
+		return fmt.Sprintf("SIGRT_%d", sig-32)
+	}
+	return unix.SignalName(sig)
+}
+
+// waitingForChild reports whether a thread of process pid waits for a
+// child to end (in waitid, as Go's os/exec does, or wait4).
+func waitingForChild(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		call, _ := os.ReadFile(task + "/syscall")
+		nr, _, _ := strings.Cut(string(call), " ")
+		if nr == strconv.Itoa(unix.SYS_WAITID) || nr == strconv.Itoa(unix.SYS_WAIT4) {
+			return true
+		}
+	}
+	return false
+}
+
+// everyThreadStopped reports whether every thread of process pid is
+// stopped, by a signal or by its tracer.
+func everyThreadStopped(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		stat, err := os.ReadFile(task + "/stat")
+		if err != nil {
+			return false
+		}
+		if state := stat[bytes.LastIndexByte(stat, ')')+2]; state != 't' && state != 'T' {
+			return false
+		}
+	}
+	return len(tasks) > 0
+}
+
+// EachSignalReachesTheCommandOnce sends run each signal it passes on, one
+// at a time, highest first, and counts, under strace, how often run sends
+// it on and how often it reaches the command, which ignores them all: once
+// each. Realtime signals queue, so a second copy would be a second
+// delivery; a standard one still pending swallows a second copy, which the
+// count of run's sends sees. The first signal goes once more at the end:
+// run sends on the signals in turn, so when it reaches the command, every
+// copy of the others has been sent, and the kernel hands the command the
+// lowest signal first, so they are all delivered once the command is
+// waiting again with nothing pending.
+func EachSignalReachesTheCommandOnce(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	var sigs []unix.Signal
+	traps := "trap ''"
+	for sig := unix.Signal(64); sig >= 1; sig-- {
+		switch sig {
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGTSTP, unix.SIGTTIN,
+			unix.SIGTTOU, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, 32, 33, 34:
+			continue
+		}
+		sigs = append(sigs, sig)
+		traps += fmt.Sprintf(" %d", sig)
+	}
+	sends := "kill,tkill,tgkill,pidfd_send_signal,rt_sigqueueinfo,rt_tgsigqueueinfo"
+	cmd, log := s.stracedTracing(t, nil, sends, "", s.RunArgs("sh", "-c", traps+"; echo ready; exec sleep 1000")...)
+	p := Start(t, cmd)
+	run := s.tracedRun(t, cmd)
+	p.WaitFor(t, "ready")
+	command := ChildPID(t, run)
+	delivered := regexp.MustCompile(fmt.Sprintf(`(?m)^%d +--- (SIG\w+) \{`, command))
+	sent := regexp.MustCompile(`(?m)^\d+ +(?:` + strings.ReplaceAll(sends, ",", "|") + `)\([^)]*?\b(SIG\w+)\b`)
+	count := func(re *regexp.Regexp) map[string]int {
+		data, _ := os.ReadFile(log)
+		n := map[string]int{}
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			n[m[1]]++
+		}
+		return n
+	}
+	want := map[string]int{}
+	for _, sig := range append(sigs, sigs[0]) {
+		name := signalName(sig)
+		want[name]++
+		require.NoError(t, unix.Kill(run, sig))
+		require.Eventually(t, func() bool { return count(delivered)[name] >= want[name] }, patience, time.Millisecond,
+			"%s never reached the command", name)
+	}
+	require.Eventually(t, func() bool { return waitingWithNothingPending(command) }, patience, time.Millisecond,
+		"the command never went back to waiting")
+	require.NoError(t, unix.Kill(command, unix.SIGKILL))
+	r := p.Wait(t) // strace writes all it saw before it ends
+	got, gotSent := count(delivered), count(sent)
+	for _, sig := range sigs {
+		name := signalName(sig)
+		assert.Equal(t, want[name], gotSent[name], "how often run sent %s on", name)
+		assert.Equal(t, want[name], got[name], "how often %s reached the command", name)
+	}
+	assert.NotContains(t, r.Stderr, "goroutine ")
+}
+
+// waitingWithNothingPending reports whether process pid sleeps, with no
+// signal pending for it.
+func waitingWithNothingPending(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	status := string(data)
+	return strings.Contains(status, "\nState:\tS") &&
+		strings.Contains(status, "\nSigPnd:\t0000000000000000\n") && strings.Contains(status, "\nShdPnd:\t0000000000000000\n")
 }
