@@ -237,7 +237,7 @@ func OtherRunsLeaveACgroupBeingMadeAlone(t *testing.T, s *Step) {
 	r := s.Run(t, "true")
 	require.Equal(t, 0, r.Status, r.Stderr)
 	p, run := s.RunStoppedAt(t, unix.SYS_MKDIRAT, s.RunArgs("true")...)
-	StoppedIn(t, run, unix.SYS_MKDIRAT)
+	StoppedIn(t, p.Log, run, unix.SYS_MKDIRAT)
 	other := Start(t, s.Command(t, s.RunArgs("true")...))
 	// The other run either waits for the parent's lock, or, where the lock
 	// does not keep it out, has cleaned up and run its container already.

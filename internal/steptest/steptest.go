@@ -269,6 +269,7 @@ func Finish(t *testing.T, cmd *exec.Cmd) Result {
 // line by line.
 type Started struct {
 	Cmd    *exec.Cmd
+	Log    string // strace's log, when strace started it
 	Stdin  io.WriteCloser
 	stdout *bufio.Reader
 	stderr bytes.Buffer

@@ -57,8 +57,9 @@ func (s *Step) StoppedAt(t *testing.T, nr int, args ...string) (*Started, int) {
 // first thing, goes on untraced, and is not stopped at its own calls.
 func (s *Step) RunStoppedAt(t *testing.T, nr int, args ...string) (*Started, int) {
 	t.Helper()
-	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, syscalls[nr]+":signal=SIGSTOP:when=1", args...)
+	cmd, log := s.stracedWith(t, []string{"-b", "execve"}, syscalls[nr]+":signal=SIGSTOP:when=1", args...)
 	p := Start(t, cmd)
+	p.Log = log
 	return p, s.tracedRun(t, cmd)
 }
 
@@ -82,15 +83,17 @@ func (s *Step) RunHeldBefore(t *testing.T, nr int, hold time.Duration, args ...s
 func (s *Step) RunHeldFrom(t *testing.T, nr, nth int, hold time.Duration, args ...string) (*Started, int) {
 	t.Helper()
 	inject := fmt.Sprintf("%s:delay_enter=%d:when=%d+", syscalls[nr], hold.Microseconds(), nth)
-	cmd, _ := s.stracedWith(t, []string{"-b", "execve"}, inject, args...)
+	cmd, log := s.stracedWith(t, []string{"-b", "execve"}, inject, args...)
 	p := Start(t, cmd)
+	p.Log = log
 	return p, s.tracedRun(t, cmd)
 }
 
 func (s *Step) traced(t *testing.T, inject string, args ...string) (*Started, int) {
 	t.Helper()
-	cmd, _ := s.straced(t, inject, args...)
+	cmd, log := s.straced(t, inject, args...)
 	p := Start(t, cmd)
+	p.Log = log
 	return p, s.tracedRun(t, cmd)
 }
 
@@ -184,44 +187,78 @@ func Children(pid int) []int {
 	return pids
 }
 
-// stoppedIn reports whether process pid is stopped in the system call nr,
-// all its threads with it: by SIGSTOP, or held by strace before the call.
-// (Only one thread stops, and only for a moment, as strace traces the call
-// on its way.)
-func stoppedIn(pid, nr int) bool {
-	prefix := strconv.Itoa(nr) + " "
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	in := false
-	for _, task := range tasks {
-		call, err1 := os.ReadFile(task + "/syscall")
-		stat, err2 := os.ReadFile(task + "/stat")
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		if state := stat[bytes.LastIndexByte(stat, ')')+2]; state != 't' && state != 'T' {
-			return false
-		}
-		in = in || strings.HasPrefix(string(call), prefix)
+// stoppedIn reports whether process pid, all its threads, is stopped in
+// the system call nr by the SIGSTOP that strace injected after it, as
+// strace's log, log, says. The kernel cannot say: it names the call a
+// thread stopped by a signal made in /proc/PID/task/TID/syscall on x86,
+// but says -1 there on arm64.
+func stoppedIn(log string, pid, nr int) bool {
+	tasks := tasks(pid)
+	if len(tasks) == 0 || !everyThreadStopped(pid) {
+		return false
 	}
-	return in
+	data, _ := os.ReadFile(log)
+	for _, tid := range tasks {
+		stop := regexp.MustCompile(`(?ms)^` + tid + ` +` + syscalls[nr] + `\(.*^` + tid + ` +--- stopped by SIGSTOP ---`)
+		if stop.Match(data) {
+			return true
+		}
+	}
+	return false
 }
 
-// StoppedIn waits until process pid is stopped in the system call nr.
-func StoppedIn(t *testing.T, pid, nr int) {
+// heldIn reports whether process pid, all its threads, is held by strace
+// before the system call nr (delay_enter), which the kernel names on every
+// architecture. (Only one thread is held, and only for a moment, as strace
+// traces the call on its way.)
+func heldIn(pid, nr int) bool {
+	prefix := strconv.Itoa(nr) + " "
+	held := false
+	for _, task := range tasks(pid) {
+		call, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task))
+		if err != nil {
+			return false
+		}
+		held = held || strings.HasPrefix(string(call), prefix)
+	}
+	return held && everyThreadStopped(pid)
+}
+
+// StoppedIn waits until process pid is stopped in the system call nr, by
+// the strace whose log is log.
+func StoppedIn(t *testing.T, log string, pid, nr int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return stoppedIn(pid, nr) }, patience, time.Millisecond,
+	require.Eventually(t, func() bool { return stoppedIn(log, pid, nr) }, patience, time.Millisecond,
 		"process %d never stopped in %s: %s", pid, syscalls[nr], describe(pid))
 }
 
-// ChildStoppedIn waits until a child of process pid is stopped in the
-// system call nr, and returns it. (Go's os/exec may start and end a child
-// of its own first, to see what the kernel supports.)
-func ChildStoppedIn(t *testing.T, pid, nr int) int {
+// ChildHeldIn waits until a child of process pid is held before the
+// system call nr, and returns it.
+func ChildHeldIn(t *testing.T, pid, nr int) int {
 	t.Helper()
 	var child int
 	require.Eventually(t, func() bool {
 		for _, c := range Children(pid) {
-			if stoppedIn(c, nr) {
+			if heldIn(c, nr) {
+				child = c
+				return true
+			}
+		}
+		return false
+	}, patience, time.Millisecond, "no child of process %d held before %s", pid, syscalls[nr])
+	return child
+}
+
+// ChildStoppedIn waits until a child of process pid is stopped in the
+// system call nr, by the strace whose log is log, and returns it. (Go's
+// os/exec may start and end a child of its own first, to see what the
+// kernel supports.)
+func ChildStoppedIn(t *testing.T, log string, pid, nr int) int {
+	t.Helper()
+	var child int
+	require.Eventually(t, func() bool {
+		for _, c := range Children(pid) {
+			if stoppedIn(log, c, nr) {
 				child = c
 				return true
 			}
@@ -231,8 +268,6 @@ func ChildStoppedIn(t *testing.T, pid, nr int) int {
 	return child
 }
 
-// cmdline returns the command line of process pid, its arguments joined by
-// spaces, or "" once it has gone.
 // Cmdline is process pid's command line, its arguments joined by spaces.
 func Cmdline(pid int) string {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -253,7 +288,7 @@ func RunKilledBeforeItsChildIsArmedLeavesNothing(t *testing.T, s *Step) {
 	marker := fmt.Sprintf("%d.%d", 30000+rand.Intn(9999), rand.Intn(1000))
 	// prctl must be held before it runs: the signal would be armed after.
 	p, run := s.HeldBefore(t, unix.SYS_PRCTL, 2*time.Second, s.RunArgs("sleep", marker)...)
-	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
+	child := ChildHeldIn(t, run, unix.SYS_PRCTL)
 	t.Cleanup(func() {
 		if strings.Contains(Cmdline(child), marker) {
 			_ = unix.Kill(child, unix.SIGKILL)
@@ -287,7 +322,7 @@ func SignalsDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
 				// sleep has no handlers: as PID 1 it drops the signal, at
 				// any time. (A shell catches SIGINT while it waits.)
 				p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
-				child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+				child := ChildStoppedIn(t, p.Log, run, unix.SYS_SETHOSTNAME)
 				require.NoError(t, unix.Kill(map[string]int{"run": run, "child": child}[to], sig))
 				require.NoError(t, unix.Kill(child, unix.SIGCONT))
 				r := p.Wait(t)
@@ -318,7 +353,7 @@ func TerminalKeysDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
 			cmd, log := s.straced(t, "sethostname:signal=SIGSTOP:when=1", s.RunArgs("sleep", "0.2")...)
 			term := StartOnTerminal(t, cmd)
 			run := s.tracedRun(t, cmd)
-			child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+			child := ChildStoppedIn(t, log, run, unix.SYS_SETHOSTNAME)
 			term.Type(t, key)
 			require.Eventually(t, func() bool {
 				data, _ := os.ReadFile(log)
@@ -354,7 +389,7 @@ func SignalDuringCgroupSetupLeavesNoCgroup(t *testing.T, s *Step) {
 	// run alone: step10's child makes its /dev with mkdirat too.
 	p, run := s.RunStoppedAt(t, unix.SYS_MKDIRAT, s.RunArgs("true")...)
 	dirs := cgroupDirs(t, run)
-	StoppedIn(t, run, unix.SYS_MKDIRAT)
+	StoppedIn(t, p.Log, run, unix.SYS_MKDIRAT)
 	require.NoError(t, unix.Kill(run, unix.SIGTERM))
 	// On cgroup v1 each hierarchy has its own mkdirat, which strace stops
 	// once per thread: let run go on each time.
@@ -567,7 +602,7 @@ func SignalDispositionsReachTheCommand(t *testing.T, s *Step) {
 func OtherRunsLeaveALiveCgroupAlone(t *testing.T, s *Step) {
 	RequireRoot(t)
 	p, run := s.StoppedAt(t, unix.SYS_PRCTL, s.RunArgs("true")...)
-	child := ChildStoppedIn(t, run, unix.SYS_PRCTL)
+	child := ChildStoppedIn(t, p.Log, run, unix.SYS_PRCTL)
 	other := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", s.Bin}, s.RunArgs("true")...)...)
 	r := Finish(t, other)
 	require.Equal(t, 0, r.Status, "the other run: %s", r.Stderr)
@@ -879,7 +914,7 @@ func signalDuringSetup(t *testing.T, s *Step, to string, sig unix.Signal) bool {
 	cmd, log := s.stracedTracing(t, nil, "sethostname,write", "sethostname:signal=SIGSTOP:when=1", s.RunArgs("sh", "-c", script)...)
 	p := Start(t, cmd)
 	run := s.tracedRun(t, cmd)
-	child := ChildStoppedIn(t, run, unix.SYS_SETHOSTNAME)
+	child := ChildStoppedIn(t, log, run, unix.SYS_SETHOSTNAME)
 	if to == "run" {
 		require.NoError(t, unix.Kill(run, sig))
 		// run has the signal once strace has seen it reach one of run's
