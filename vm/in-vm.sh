@@ -17,11 +17,33 @@ if ! { useradd --uid 3333 --user-group --create-home learner && systemctl start 
 	echo "CFS-ERROR no systemd user manager for uid 3333"
 fi
 start=$(date +%s)
-go test -count=1 -v ./... >/root/test.log 2>&1
-status=$?
+if [ -d /mnt/cfs/tests ]; then
+	# An image with no Go (arm64): the tests were built for this processor
+	# by systemd-vm-test.sh, with the ones to run in tests/run (all if none).
+	run=$(cat /mnt/cfs/tests/run 2>/dev/null)
+	status=0
+	: >/root/test.log
+	for test in /mnt/cfs/tests/*.test; do
+		pkg=$(basename "$test" .test)
+		began=$(date +%s)
+		if (cd "$pkg" && "$test" -test.v ${run:+-test.run "$run"}) >>/root/test.log 2>&1; then
+			printf 'ok  \t%s\t%ss\n' "$pkg" $(($(date +%s) - began)) >>/root/test.log
+		else
+			printf 'FAIL\t%s\n' "$pkg" >>/root/test.log
+			status=1
+		fi
+	done
+else
+	go test -count=1 -v ./... >/root/test.log 2>&1
+	status=$?
+fi
 cat /root/test.log
 count() { grep -cE -- "^\s*--- $1" /root/test.log; }
 echo "CFS-RESULT status=$status passed=$(count PASS) skipped=$(count SKIP) failed=$(count FAIL) seconds=$(($(date +%s) - start))"
+if ! command -v go >/dev/null; then
+	echo "CFS-MUTANTS none: there is no Go here to make them"
+	exit 0
+fi
 # An emulated machine is slow: a test waits for a command up to 60 s.
 go run ./internal/mutants -only cgroup-v2 -timeout 60s >/root/mutants.log 2>&1
 status=$?
