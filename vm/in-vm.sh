@@ -19,12 +19,13 @@ fi
 start=$(date +%s)
 if [ -d /mnt/cfs/tests ]; then
 	# An image with no Go (arm64): the tests were built for this processor
-	# by systemd-vm-test.sh, with the ones to run in tests/run (all if none).
-	run=$(cat /mnt/cfs/tests/run 2>/dev/null)
+	# by systemd-vm-test.sh, with the ones to run in tests/PACKAGE.run or
+	# tests/run (all if neither).
 	status=0
 	: >/root/test.log
 	for test in /mnt/cfs/tests/*.test; do
 		pkg=$(basename "$test" .test)
+		run=$(cat "/mnt/cfs/tests/$pkg.run" 2>/dev/null || cat /mnt/cfs/tests/run 2>/dev/null)
 		began=$(date +%s)
 		if (cd "$pkg" && "$test" -test.v ${run:+-test.run "$run"}) >>/root/test.log 2>&1; then
 			printf 'ok  \t%s\t%ss\n' "$pkg" $(($(date +%s) - began)) >>/root/test.log
@@ -32,6 +33,7 @@ if [ -d /mnt/cfs/tests ]; then
 			printf 'FAIL\t%s\n' "$pkg" >>/root/test.log
 			status=1
 		fi
+		echo "CFS-PROGRESS $(tail -n1 /root/test.log)" # the log comes after them all
 	done
 else
 	go test -count=1 -v ./... >/root/test.log 2>&1

@@ -52,10 +52,14 @@ done
 started=$SECONDS
 name=systemd-vm
 [ "$arch" = amd64 ] || name=systemd-vm-$arch
-# The tests that arm64 runs unless --all: what depends on the architecture
-# (system calls by name and number, strace's stops and injections, the
-# loader and libraries mkrootfs copies, signals) and each step's basic run.
-ARM64_TESTS='^Test(StdioIsWired|ExitStatusPassesThrough|HostnameIsContainer|CommandIsPID1|PsSeesOnlyTheContainer|RootIsTheRootfs|CommandStartsInItsCgroup|ForkBombIsStopped|NetworkIsTheContainersOwn|ContainerAndHostReachEachOther|ChangesAreInTheUpperLayer|OnlyTheContainersMounts|RootInsideIsTheOwnerOutside|RunsWithoutRoot|LimitsHoldInADelegatedCgroup|SignalsDuringSetupWaitForTheCommand|SignalDuringSetupReachesTheCommand|EachSignalReachesTheCommandOnce|RunKilledBeforeItsChildIsArmedLeavesNothing|SignalDuringCgroupSetupLeavesNoCgroup|OtherRunsLeaveALiveCgroupAlone|CommandWaitsForTheCable|RacedLookupIsTriedAgain|ProcLinkStaysInTheImage|DevLinksStayInTheImage|OverlayErrorsAreExplained|PivotRootErrorsAreExplained|UserNamespaceWallsAreExplained|CgroupWriteErrorsNameTheFile|FailedOverlayDirsLeaveNothing|EveryELFHasItsLoaderAndLibraries|EveryCommandRunsInAChroot|ReportsWhatItBuilt)$'
+# The tests that arm64 runs unless --all: what depends on the processor
+# (system calls by name and number, strace's injected errors, the loader
+# and libraries mkrootfs copies, signals) and each step's basic run, in
+# every package; and the race tests, built on strace's stops, in three steps
+# (each step has the same supervisor).
+ARM64_TESTS='^Test(StdioIsWired|ExitStatusPassesThrough|HostnameIsContainer|CommandIsPID1|PsSeesOnlyTheContainer|RootIsTheRootfs|CommandStartsInItsCgroup|ForkBombIsStopped|NetworkIsTheContainersOwn|ContainerAndHostReachEachOther|ChangesAreInTheUpperLayer|OnlyTheContainersMounts|RootInsideIsTheOwnerOutside|RunsWithoutRoot|LimitsHoldInADelegatedCgroup|EachSignalReachesTheCommandOnce|ProcLinkStaysInTheImage|DevLinksStayInTheImage|OverlayErrorsAreExplained|PivotRootErrorsAreExplained|UserNamespaceWallsAreExplained|CgroupWriteErrorsNameTheFile|FailedOverlayDirsLeaveNothing|RacedLookupIsTriedAgain|CommandWaitsForTheCable|EveryELFHasItsLoaderAndLibraries|EveryCommandRunsInAChroot|ReportsWhatItBuilt)$'
+ARM64_RACES='SignalsDuringSetupWaitForTheCommand|SignalDuringSetupReachesTheCommand|RunKilledBeforeItsChildIsArmedLeavesNothing|SignalDuringCgroupSetupLeavesNoCgroup'
+ARM64_RACE_STEPS='step02-uts step06-cgroups step10-userns'
 # shellcheck source=vm/lib.sh
 . "$repo/vm/lib.sh"
 
@@ -202,6 +206,9 @@ if [ "$arch" != amd64 ]; then
 	done
 	if [ -z "$all" ]; then
 		echo "$ARM64_TESTS" >"$disk/tests/run"
+		for pkg in $ARM64_RACE_STEPS; do
+			echo "${ARM64_TESTS%)\$}|$ARM64_RACES)\$" >"$disk/tests/$pkg.run"
+		done
 	fi
 	rm -rf "$disk/gomodcache" # the tests are built: the VM needs no modules
 	mkdir -p "$disk/gomodcache"

@@ -321,11 +321,18 @@ func SignalsDuringSetupWaitForTheCommand(t *testing.T, s *Step) {
 			t.Run(unix.SignalName(sig)+" to "+to, func(t *testing.T) {
 				// sleep has no handlers: as PID 1 it drops the signal, at
 				// any time. (A shell catches SIGINT while it waits.)
-				p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
-				child := ChildStoppedIn(t, p.Log, run, unix.SYS_SETHOSTNAME)
-				require.NoError(t, unix.Kill(map[string]int{"run": run, "child": child}[to], sig))
-				require.NoError(t, unix.Kill(child, unix.SIGCONT))
-				r := p.Wait(t)
+				var r Result
+				for attempt := 1; ; attempt++ {
+					p, run := s.StoppedAt(t, unix.SYS_SETHOSTNAME, s.RunArgs("sleep", "0.2")...)
+					child := ChildStoppedIn(t, p.Log, run, unix.SYS_SETHOSTNAME)
+					require.NoError(t, unix.Kill(map[string]int{"run": run, "child": child}[to], sig))
+					require.NoError(t, unix.Kill(child, unix.SIGCONT))
+					r = p.Wait(t)
+					if !straceBroke(r.Stderr) || attempt == 3 {
+						break
+					}
+					t.Logf("attempt %d: strace itself failed, not run: %s", attempt, r.Stderr)
+				}
 				assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
 				switch {
 				case pid1:
@@ -406,7 +413,13 @@ func SignalDuringCgroupSetupLeavesNoCgroup(t *testing.T, s *Step) {
 		}
 	}()
 	r = p.Wait(t)
-	assert.Equal(t, 0, r.Status, r.Stderr)
+	if straceBroke(r.Stderr) {
+		// Its status is strace's then; run went on, and its cgroup is
+		// still there to check.
+		t.Logf("strace itself failed, not run: %s", r.Stderr)
+	} else {
+		assert.Equal(t, 0, r.Status, r.Stderr)
+	}
 	for _, dir := range dirs {
 		assert.NoDirExists(t, dir, "the cgroup of a run that got SIGTERM while making it")
 	}
@@ -897,7 +910,7 @@ func SignalDuringSetupReachesTheCommand(t *testing.T, s *Step) {
 		for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, 36} {
 			t.Run(fmt.Sprintf("%s to %s", signalName(sig), to), func(t *testing.T) {
 				for attempt := 1; !signalDuringSetup(t, s, to, sig); attempt++ {
-					t.Logf("attempt %d: the child caught the signal too late to hand it over", attempt)
+					t.Logf("attempt %d: the child caught the signal too late to hand it over, or strace failed", attempt)
 					require.Less(t, attempt, 20, "the child never handed %s over to run: it caught it too late every time, or never", signalName(sig))
 				}
 			})
@@ -944,11 +957,25 @@ func signalDuringSetup(t *testing.T, s *Step, to string, sig unix.Signal) bool {
 		}
 	}
 	require.NoError(t, unix.Kill(run, unix.SIGCONT))
-	assert.Equal(t, fmt.Sprintf("got %d", sig), p.ReadLine(t), "the command never got the signal sent to %s during setup", to)
+	line := p.ReadLine(t)
 	r := p.Wait(t)
+	if straceBroke(r.Stderr) {
+		t.Logf("strace itself failed, not run: %s", r.Stderr)
+		return false
+	}
+	assert.Equal(t, fmt.Sprintf("got %d", sig), line, "the command never got the signal sent to %s during setup", to)
 	assert.Equal(t, 0, cmd.ProcessState.ExitCode(), r.Stderr)
 	assert.NotContains(t, r.Stderr, "goroutine ", "a Go program got the signal")
 	return true
+}
+
+// straceBroke reports whether strace itself failed on a ptrace request
+// that the kernel refused it ("strace: ptrace(PTRACE_LISTEN, ...):
+// Input/output error", seen once in about 150 stops on arm64), which ends
+// strace with status 1 whatever the traced program did: the attempt says
+// nothing of run, and is made again.
+func straceBroke(stderr string) bool {
+	return regexp.MustCompile(`(?m)^strace: ptrace\(`).MatchString(stderr)
 }
 
 // signalName is the name strace gives signal sig: SIGRT_4 for 36.
