@@ -27,7 +27,7 @@ if [ -d /mnt/cfs/tests ]; then
 		pkg=$(basename "$test" .test)
 		run=$(cat "/mnt/cfs/tests/$pkg.run" 2>/dev/null || cat /mnt/cfs/tests/run 2>/dev/null)
 		began=$(date +%s)
-		if (cd "$pkg" && "$test" -test.v ${run:+-test.run "$run"}) >>/root/test.log 2>&1; then
+		if (cd "$pkg" && "$test" -test.v -test.timeout=15m ${run:+-test.run "$run"}) >>/root/test.log 2>&1; then
 			printf 'ok  \t%s\t%ss\n' "$pkg" $(($(date +%s) - began)) >>/root/test.log
 		else
 			printf 'FAIL\t%s\n' "$pkg" >>/root/test.log

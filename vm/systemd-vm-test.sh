@@ -49,16 +49,19 @@ while [ $# -gt 0 ]; do
 	*) usage ;;
 	esac
 done
+[ -z "$all" ] || [ "$arch" != amd64 ] || usage # amd64 runs them all anyway
 started=$SECONDS
 name=systemd-vm
 [ "$arch" = amd64 ] || name=systemd-vm-$arch
 # The tests that arm64 runs unless --all: what depends on the processor
 # (system calls by name and number, strace's injected errors, the loader
 # and libraries mkrootfs copies, signals) and each step's basic run, in
-# every package; and the race tests, built on strace's stops, in three steps
-# (each step has the same supervisor).
+# every package; and a race test held by strace's delay_enter in three steps
+# (each step has the same supervisor). The race tests that strace stops with
+# SIGSTOP run only with --all: strace itself fails now and then there
+# (ptrace(PTRACE_LISTEN): Input/output error, about once in 150 stops).
 ARM64_TESTS='^Test(StdioIsWired|ExitStatusPassesThrough|HostnameIsContainer|CommandIsPID1|PsSeesOnlyTheContainer|RootIsTheRootfs|CommandStartsInItsCgroup|ForkBombIsStopped|NetworkIsTheContainersOwn|ContainerAndHostReachEachOther|ChangesAreInTheUpperLayer|OnlyTheContainersMounts|RootInsideIsTheOwnerOutside|RunsWithoutRoot|LimitsHoldInADelegatedCgroup|EachSignalReachesTheCommandOnce|ProcLinkStaysInTheImage|DevLinksStayInTheImage|OverlayErrorsAreExplained|PivotRootErrorsAreExplained|UserNamespaceWallsAreExplained|CgroupWriteErrorsNameTheFile|FailedOverlayDirsLeaveNothing|RacedLookupIsTriedAgain|CommandWaitsForTheCable|EveryELFHasItsLoaderAndLibraries|EveryCommandRunsInAChroot|ReportsWhatItBuilt)$'
-ARM64_RACES='SignalsDuringSetupWaitForTheCommand|SignalDuringSetupReachesTheCommand|RunKilledBeforeItsChildIsArmedLeavesNothing|SignalDuringCgroupSetupLeavesNoCgroup'
+ARM64_RACES='RunKilledBeforeItsChildIsArmedLeavesNothing'
 ARM64_RACE_STEPS='step02-uts step06-cgroups step10-userns'
 # shellcheck source=vm/lib.sh
 . "$repo/vm/lib.sh"
@@ -199,8 +202,8 @@ if [ "$arch" != amd64 ]; then
 	# in-vm.sh runs them from the disk's tests/ folder.
 	say "building the tests for $arch"
 	mkdir -p "$disk/tests"
-	for pkg in step* mkrootfs; do
-		[ -d "$disk/repo/$pkg" ] || continue
+	for dir in "$disk/repo"/step*/ "$disk/repo"/mkrootfs/; do
+		pkg=$(basename "$dir")
 		(cd "$disk/repo" && GOARCH=$arch CGO_ENABLED=0 GOFLAGS=-mod=readonly GOMODCACHE="$disk/gomodcache" \
 			go test -c -o "$disk/tests/$pkg.test" "./$pkg") || fail "go test -c ./$pkg for $arch failed"
 	done
@@ -271,7 +274,7 @@ boot() {
 		fi
 		# Booting takes well under a minute, emulated (arm64: one or two);
 		# the rest is the suite.
-		if [ "$waited" -ge 600 ] && ! grep -q CFS-BOOTED "$serial"; then
+		if [ "$waited" -ge "$boot_limit" ] && ! grep -q CFS-BOOTED "$serial"; then
 			break
 		fi
 		sleep 1
@@ -293,6 +296,8 @@ crash() {
 }
 
 limit=${CFS_VM_TIMEOUT:-1800}
+boot_limit=300
+[ "$arch" = amd64 ] || boot_limit=600
 [ -z "$all" ] || limit=${CFS_VM_TIMEOUT:-5400}
 serial=$work/serial.log
 timed_out=

@@ -107,6 +107,13 @@ var mutants = []mutant{
 		edits:  [][2]string{{"return &exitError{status: status.ExitStatus()}", "return &exitError{status: status.ExitStatus() & 0x7f}"}},
 		tests:  "TestEveryExitStatusPassesThrough"},
 
+	// issue 27: a signal held during setup.
+	{pkg: "step03-pid", file: "plumbing.go", name: "signals passed on before the command runs",
+		breaks: "a signal sent to run during setup waits for the command",
+		edits: [][2]string{{"held, _ := io.ReadAll(execed)\n",
+			"go func() {\n\t\t\tfor sig := range signals {\n\t\t\t\t_ = cmd.Process.Signal(sig)\n\t\t\t}\n\t\t}()\n\t\theld, _ := io.ReadAll(execed)\n"}},
+		tests: "TestSignalDuringSetupReachesTheCommand"},
+
 	// step04: chroot.
 	{pkg: "step04-chroot", file: "main.go", name: "no chdir /",
 		breaks: "the command starts in the container's /",
@@ -121,6 +128,13 @@ var mutants = []mutant{
 		breaks: "the command's environment is run's, and no more",
 		edits:  [][2]string{remove("\tos.Unsetenv(handoverEnv)\n")},
 		tests:  "TestCommandGetsRunsEnvironmentOnly"},
+
+	// issue 27: a signal held during setup, once.
+	{pkg: "step04-chroot", file: "plumbing.go", name: "held signals passed on twice",
+		breaks: "a signal held during setup reaches the command once",
+		edits: [][2]string{{"_ = cmd.Process.Signal(unix.Signal(sig))",
+			"_ = cmd.Process.Signal(unix.Signal(sig))\n\t\t\t_ = cmd.Process.Signal(unix.Signal(sig))"}},
+		tests: "TestSignalDuringSetupReachesTheCommand"},
 
 	// step05: mount namespace and /proc.
 	{pkg: "step05-proc", file: "main.go", name: "no CLONE_NEWNS",
