@@ -117,6 +117,9 @@ var commandChecks = map[string][]string{
 	"head":     {"-n1", "/etc/passwd"},
 	"ip":       {"-V"}, // loads its libraries; what it does is step09's tests
 	"ping":     {"-V"},
+	"ipcs":     {"-V"}, // what the three do is step11's tests
+	"ipcmk":    {"-V"},
+	"ipcrm":    {"-V"},
 }
 
 func TestEveryCommandRunsInAChroot(t *testing.T) {
