@@ -687,7 +687,11 @@ func ChildStaysOnItsFirstThread(t *testing.T, s *Step) {
 // EveryExitStatusPassesThrough checks that run exits with every status its
 // command can exit with, 0 to 255, and says nothing of its own: a status
 // that run mangled (above 127, say, or the 126 and 127 a shell gives) could
-// be any one of them. The runs go a few at a time.
+// be any one of them. The runs go a few at a time. From step04 on, whose
+// containers take longer to start (an emulated VM runs the suite too), a
+// sample does: each bit alone and with its neighbours, both patterns of
+// alternate bits, the shell's and the signals' statuses; run passes the
+// status on with the code of step02 on, which the steps before check whole.
 func EveryExitStatusPassesThrough(t *testing.T, s *Step) {
 	s.requireRoot(t)
 	type result struct {
@@ -695,9 +699,21 @@ func EveryExitStatusPassesThrough(t *testing.T, s *Step) {
 		stderr string
 	}
 	got := make([]result, 256)
+	statuses := make([]bool, 256)
+	for status := range statuses {
+		statuses[status] = !s.UsesRootfs
+	}
+	if s.UsesRootfs {
+		for _, status := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 85, 100, 125, 126, 127, 128, 129, 130, 137, 143, 170, 191, 192, 254, 255} {
+			statuses[status] = true
+		}
+	}
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for status := range got {
+		if !statuses[status] {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -716,6 +732,9 @@ func EveryExitStatusPassesThrough(t *testing.T, s *Step) {
 	}
 	wg.Wait()
 	for status, r := range got {
+		if !statuses[status] {
+			continue
+		}
 		assert.Equal(t, status, r.status, "the command exited %d: %s", status, r.stderr)
 		assert.Empty(t, r.stderr, "the command exited %d", status)
 	}
@@ -903,7 +922,9 @@ func RunIntoAPipeLeavesTheTerminalAlone(t *testing.T, s *Step) {
 func SignalDuringSetupReachesTheCommand(t *testing.T, s *Step) {
 	RequireRoot(t)
 	for _, to := range []string{"run", "child"} {
-		for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, 36} {
+		// What each signal does is EachSignalReachesTheCommandOnce's: here
+		// three, of the terminal's, the others' and the realtime ones.
+		for _, sig := range []unix.Signal{unix.SIGINT, unix.SIGUSR1, 36} {
 			t.Run(fmt.Sprintf("%s to %s", signalName(sig), to), func(t *testing.T) {
 				for attempt := 1; !signalDuringSetup(t, s, to, sig); attempt++ {
 					require.Less(t, attempt, 3, "strace itself failed every time")
