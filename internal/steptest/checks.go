@@ -634,6 +634,9 @@ func OnlyTheContainersMounts(t *testing.T, s *Step) {
 	if s.UsesUserns { // the host's device files, bound (step10)
 		want = append(want, "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
 	}
+	if s.UsesCgroupns { // and the IPC namespace's message queues (step11)
+		want = append(want, "/dev/mqueue")
+	}
 	assert.Equal(t, want, points, "mounts seen inside:\n%s", r.Stdout)
 
 	entries, err := os.ReadDir(s.Rootfs)
@@ -1044,14 +1047,13 @@ func cgroupDirs(t *testing.T, run int) map[string]string {
 }
 
 // CommandStartsInItsCgroup checks that the command runs in its run's own
-// cgroup, under every controller that limits it.
+// cgroup, under every controller that limits it, as the host sees it (from
+// step11 on, the container sees that cgroup as "/": CgroupIsRootInside).
 func CommandStartsInItsCgroup(t *testing.T, s *Step) {
 	RequireRoot(t)
-	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "cat /proc/self/cgroup; echo ready; read line; exit 0")...))
-	var lines []string
-	for line := p.ReadLine(t); line != "ready"; line = p.ReadLine(t) {
-		lines = append(lines, line)
-	}
+	p := Start(t, s.Command(t, s.RunArgs("sh", "-c", "echo ready; read line; exit 0")...))
+	p.WaitFor(t, "ready")
+	lines := strings.Split(strings.TrimSpace(readFile(t, fmt.Sprintf("/proc/%d/cgroup", ChildPID(t, p.Cmd.Process.Pid)))), "\n")
 	want := "/containers-from-scratch/" + cgroupName(t, p.Cmd.Process.Pid)
 	require.NoError(t, p.Stdin.Close())
 	require.Equal(t, 0, p.Wait(t).Status)

@@ -274,9 +274,9 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 		return
 	}
 
-	p := Start(t, inGiven("-pids", "16", "-memory", "64M", "-cpus", "0.5", "sh", "-c", "cat /proc/self/cgroup; echo ready; read line"))
-	p.WaitFor(t, "0::"+seen+"/"+cgroupName(t, p.Cmd.Process.Pid))
+	p := Start(t, inGiven("-pids", "16", "-memory", "64M", "-cpus", "0.5", "sh", "-c", "echo ready; read line"))
 	p.WaitFor(t, "ready")
+	assert.Equal(t, "0::"+seen+"/"+cgroupName(t, p.Cmd.Process.Pid)+"\n", readFile(t, fmt.Sprintf("/proc/%d/cgroup", ChildPID(t, p.Cmd.Process.Pid))), "the container is not in its cgroup")
 	container := given + "/" + cgroupName(t, p.Cmd.Process.Pid)
 	assert.Equal(t, "16\n", readFile(t, container+"/pids.max"))
 	assert.Equal(t, "67108864\n", readFile(t, container+"/memory.max"))
@@ -316,7 +316,7 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 		r = Finish(t, exec.Command("systemd-run", "--uid="+id, "--gid="+id, "-p", "Delegate=yes", "--wait", "--pipe", "--quiet", "--collect",
 			s.Bin, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir, "-pids", "16", "sh", "-c", "cat /proc/self/cgroup; cat /proc/self/status | grep ^Uid"))
 		assert.Equal(t, 0, r.Status, r.Stderr)
-		assert.Regexp(t, `^0::/system\.slice/run-[^/]+\.service/\d+-\d+\nUid:\s+0\s`, r.Stdout)
+		assert.Regexp(t, s.cgroupSeen(`/system\.slice/run-[^/]+\.service/\d+-\d+`)+`\nUid:\s+0\s`, r.Stdout)
 		t.Logf("delegated by systemd, a service: %s", strings.SplitN(r.Stdout, "\n", 2)[0])
 		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
 	}
@@ -330,7 +330,7 @@ func LimitsHoldInADelegatedCgroup(t *testing.T, s *Step) {
 			s.Bin, "run", "-rootfs", s.Rootfs, "-scratch", scratchDir, "sh", "-c", "cat /proc/self/cgroup")
 		r = Finish(t, cmd)
 		assert.Equal(t, 0, r.Status, r.Stderr)
-		assert.Regexp(t, `^0::/user\.slice/user-`+id+`\.slice/user@`+id+`\.service/(\S+/)?run-[^/]+\.scope/\d+-\d+\n$`, r.Stdout)
+		assert.Regexp(t, s.cgroupSeen(`/user\.slice/user-`+id+`\.slice/user@`+id+`\.service/(\S+/)?run-[^/]+\.scope/\d+-\d+`)+`\n$`, r.Stdout)
 		t.Logf("delegated by systemd, a user's scope: %s", strings.TrimSpace(r.Stdout))
 		assert.Equal(t, s.Name+cableLeftOut, r.Stderr, "a limit left out")
 	}
@@ -465,4 +465,14 @@ func LearnerRunsWithoutSudo(t *testing.T, s *Step) {
 	assert.Equal(t, s.Name+": cgroup limits left out: they need the host's root (sudo), or a cgroup v2 delegated to run alone (systemd-run --user --scope -p Delegate=yes)\n"+s.Name+cableLeftOut, r.Stderr)
 	assert.NoFileExists(t, filepath.Join(s.Rootfs, "etc/motd"), "a write reached the root filesystem")
 	assert.Empty(t, containerDirs(t, dir), "left in the scratch directory")
+}
+
+// cgroupSeen is a pattern for the line of /proc/self/cgroup that a
+// container on cgroup v2 prints, in a cgroup whose path the host sees as
+// path: path itself, or "/" from step11 on, in a cgroup namespace.
+func (s *Step) cgroupSeen(path string) string {
+	if s.UsesCgroupns {
+		return `^0::/`
+	}
+	return `^0::` + path
 }
