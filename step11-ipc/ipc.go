@@ -25,7 +25,14 @@ func mountMessageQueues() error {
 	if err := unix.Mkdirat(dev, "mqueue", 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("make /dev/mqueue: %w", err)
 	}
-	if err := mountInRoot("mqueue", "dev/mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
+	// The mount goes on that directory, through its descriptor, or nowhere:
+	// a link at /dev/mqueue is not followed (ENOTDIR), not even inside.
+	fd, err := unix.Openat(dev, "mqueue", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		defer unix.Close(fd)
+		err = unix.Mount("mqueue", fmt.Sprintf("/proc/self/fd/%d", fd), "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+	if err != nil {
 		return fmt.Errorf("mount mqueue on /dev/mqueue: %w", err)
 	}
 	return nil

@@ -7,9 +7,10 @@
 //
 //	step11-ipc run [-rootfs DIR] [-scratch DIR] [-keep] [-net CIDR] [-pids N] [-memory SIZE] [-cpus F] CMD [ARG...]
 //
-// This step adds the IPC namespace, whose shared memory, semaphores and
-// message queues the host cannot see nor the container the host's, and the
-// cgroup namespace, in which the container's cgroup is its root, "/".
+// This step adds an IPC namespace: the container's shared memory,
+// semaphores and message queues are its own, out of the host's reach, and
+// the host's out of its. And a cgroup namespace: the container sees its
+// cgroup as the root, "/".
 //
 // Example, as root on cgroup v2, from the repository root after "go run ./mkrootfs":
 //
@@ -220,11 +221,12 @@ func child(args []string) error {
 	if err := plugInside(addr); err != nil {
 		return err
 	}
-	// A cgroup namespace's root is the cgroup its maker was in when it was
-	// made. On v2 the clone put the child in its cgroup first, and that is
-	// the root. On v1 run has only now put it in: the root is still run's
-	// cgroup, and the container would see the path from there. A namespace
-	// made now has its root here (cgroup.go).
+	// A cgroup namespace's root is the cgroup its first process is in as it
+	// is made. On v2 the clone made the child in its own cgroup: that is the
+	// root. On v1 run has only now put it in: the root is still run's cgroup,
+	// and the container would see the path from there. One made now has its
+	// root here (cgroup.go). unshare changes this thread only: the one that
+	// execs (plumbing.go locks it).
 	if !cgroupIsRoot() {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("a cgroup namespace rooted in the container's cgroup: %w", err)

@@ -7,7 +7,7 @@ import (
 )
 
 // The test binary is also the step's program: see package steptest.
-var step = &steptest.Step{Name: "step11-ipc", NeedsRoot: true, UsesRootfs: true, UsesScratch: true, UsesNetwork: true, UsesUserns: true, UsesCgroupns: true}
+var step = &steptest.Step{Name: "step11-ipc", NeedsRoot: true, UsesRootfs: true, UsesScratch: true, UsesNetwork: true, UsesUserns: true, UsesIPCAndCgroupns: true}
 
 func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 
@@ -15,6 +15,7 @@ func TestMain(m *testing.M) { steptest.Main(m, step, main) }
 func TestHostIPCIsOutOfReach(t *testing.T)      { steptest.HostIPCIsOutOfReach(t, step) }
 func TestIPCMadeInsideStaysInside(t *testing.T) { steptest.IPCMadeInsideStaysInside(t, step) }
 func TestCgroupIsRootInside(t *testing.T)       { steptest.CgroupIsRootInside(t, step) }
+func TestMqueueLinkIsRefused(t *testing.T)      { steptest.MqueueLinkIsRefused(t, step) }
 func TestChildRefusesOutsideItsNamespaces(t *testing.T) {
 	steptest.ChildRefusesOutsideItsNamespaces(t, step)
 }

@@ -634,7 +634,7 @@ func OnlyTheContainersMounts(t *testing.T, s *Step) {
 	if s.UsesUserns { // the host's device files, bound (step10)
 		want = append(want, "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
 	}
-	if s.UsesCgroupns { // and the IPC namespace's message queues (step11)
+	if s.UsesIPCAndCgroupns { // and the IPC namespace's message queues (step11)
 		want = append(want, "/dev/mqueue")
 	}
 	assert.Equal(t, want, points, "mounts seen inside:\n%s", r.Stdout)

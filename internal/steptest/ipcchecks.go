@@ -65,6 +65,11 @@ func ipcProbe(args []string) {
 			os.Exit(1)
 		}
 		unix.Close(fd)
+		// The container's /dev/mqueue shows its namespace's queues.
+		if _, err := os.Stat("/dev/mqueue" + o.queue); err != nil {
+			fmt.Println("not in /dev/mqueue:", err)
+			os.Exit(1)
+		}
 		fmt.Println("made")
 		_, _ = os.Stdin.Read(make([]byte, 1))
 	}
@@ -215,12 +220,19 @@ func HostIPCIsOutOfReach(t *testing.T, s *Step) {
 }
 
 // IPCMadeInsideStaysInside makes a segment and a POSIX queue in the
-// container and checks that the host cannot find them while it runs, and
-// that when it ends no process is left in its IPC namespace: the kernel
-// then frees the namespace, and everything in it.
+// container, the queue listed in its /dev/mqueue, and checks that the host
+// cannot find them while it runs, nor after: the container's IPC namespace
+// ends with its last process, and the kernel frees what it holds.
 func IPCMadeInsideStaysInside(t *testing.T, s *Step) {
 	RequireRoot(t)
 	o := ipcObjects{key: 0x43470000 | os.Getpid()&0xffff, queue: fmt.Sprintf("/cfs-test-inside-%d", os.Getpid())}
+	// A container in the host's IPC namespace would leave them here.
+	t.Cleanup(func() {
+		if id, err := unix.SysvShmGet(o.key, 0, 0); err == nil {
+			_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+		}
+		_ = mqUnlink(o.queue)
+	})
 	for _, user := range []string{"root", "without root"} {
 		t.Run(user, func(t *testing.T) {
 			argv := withIPCProbe(t, s, append([]string{"make"}, o.args()...)...)
@@ -242,7 +254,8 @@ func IPCMadeInsideStaysInside(t *testing.T, s *Step) {
 			require.NoError(t, err)
 			r := p.Wait(t)
 			require.Equal(t, 0, r.Status, r.Stderr)
-			// Gone with the last process in it: no process is left there.
+			assert.Equal(t, "shared memory by key: no such file or directory\n", strings.SplitAfter(lookFor(o, false), "\n")[0], "the container's segment is on the host after it")
+			// The namespace ends with the last process in it: none is left.
 			procs, _ := filepath.Glob("/proc/[0-9]*/ns/ipc")
 			for _, link := range procs {
 				if in, err := os.Readlink(link); err == nil && in == ns {
@@ -368,7 +381,7 @@ func (s *Step) heldBeforeItsCgroups(t *testing.T, argv ...string) Result {
 func ChildRefusesOutsideItsNamespaces(t *testing.T, s *Step) {
 	RequireRoot(t)
 	all := map[string]string{"uts": "--uts", "pid": "--pid", "mnt": "--mount", "net": "--net", "ipc": "--ipc", "cgroup": "--cgroup"}
-	for _, missing := range []string{"ipc", "cgroup", "uts"} {
+	for _, missing := range []string{"ipc", "cgroup", "uts", "pid", "mnt", "net"} {
 		t.Run(missing, func(t *testing.T) {
 			args := []string{"--user", "--map-root-user", "--fork"}
 			for ns, flag := range all {
@@ -381,6 +394,33 @@ func ChildRefusesOutsideItsNamespaces(t *testing.T, s *Step) {
 			assert.Equal(t, 1, r.Status)
 			assert.Equal(t, s.Name+": the "+missing+" namespace is the host's, not the container's: run makes it in its clone\n", r.Stderr)
 			assert.Empty(t, r.Stdout, "the child went on")
+		})
+	}
+}
+
+// MqueueLinkIsRefused gives the image a symbolic link at dev/mqueue: to a
+// directory of the host's, climbing out to it, and to the container's own
+// /proc. The mqueue file system is mounted on a directory the image has
+// there, or nowhere: run refuses in one line, runs nothing, and makes
+// nothing in the host's directory.
+func MqueueLinkIsRefused(t *testing.T, s *Step) {
+	RequireRoot(t)
+	for name, target := range map[string]func(host string) string{
+		"absolute":     func(host string) string { return host },
+		"climbing out": climbOut,
+		"to its /proc": func(string) string { return "/proc" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			image, host := hostileImage(t, s)
+			link(t, image, "dev/mqueue", target(host))
+			r := s.Exec(t, s.RunIn(image, "echo", "ran")...)
+			assert.Equal(t, 1, r.Status, r.Stderr)
+			OneLine(t, r.Stderr)
+			assert.Equal(t, s.Name+": mount mqueue on /dev/mqueue: not a directory\n", r.Stderr)
+			assert.Empty(t, r.Stdout, "the command ran")
+			entries, err := os.ReadDir(host)
+			require.NoError(t, err)
+			assert.Empty(t, entries, "the setup made files in the host's directory that the image's link names")
 		})
 	}
 }

@@ -47,11 +47,11 @@ type Step struct {
 	// (step10): then the root filesystems the tests give it belong to
 	// Owner, who becomes the container's root, since root's are refused.
 	UsesUserns bool
-	// UsesCgroupns says whether the container has cgroup and IPC
+	// UsesIPCAndCgroupns says whether the container has cgroup and IPC
 	// namespaces of its own (step11 on): then it sees its cgroup as "/",
 	// and the tests that check where it is read the host's view; its
 	// /dev/mqueue is a mount.
-	UsesCgroupns bool
+	UsesIPCAndCgroupns bool
 
 	Bin     string // the program, set up by Main
 	Rootfs  string // the root filesystem it runs in, when UsesRootfs

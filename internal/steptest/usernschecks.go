@@ -471,7 +471,7 @@ func LearnerRunsWithoutSudo(t *testing.T, s *Step) {
 // container on cgroup v2 prints, in a cgroup whose path the host sees as
 // path: path itself, or "/" from step11 on, in a cgroup namespace.
 func (s *Step) cgroupSeen(path string) string {
-	if s.UsesCgroupns {
+	if s.UsesIPCAndCgroupns {
 		return `^0::/`
 	}
 	return `^0::` + path
