@@ -31,7 +31,7 @@ import (
 var Commands = []string{
 	"sh", "bash", "ls", "ps", "mount", "umount", "hostname", "cat", "echo",
 	"sleep", "touch", "rm", "mkdir", "id", "env", "grep", "kill", "readlink",
-	"true", "false", "uname", "head", "ip", "ping", "ipcs", "ipcmk", "ipcrm",
+	"true", "false", "uname", "head", "ip", "ping", "ipcs", "ipcmk", "ipcrm", "chown", "chmod", "unshare",
 }
 
 // debianPackages names the package to install for a command that is not in
@@ -40,7 +40,7 @@ var debianPackages = map[string]string{
 	"ps": "procps", "kill": "procps", "hostname": "hostname", "mount": "mount",
 	"umount": "mount", "bash": "bash", "grep": "grep", "sh": "dash",
 	"ip": "iproute2", "ping": "iputils-ping", "ipcs": "util-linux", "ipcmk": "util-linux",
-	"ipcrm": "util-linux",
+	"ipcrm": "util-linux", "unshare": "util-linux",
 }
 
 // Marker is the file that tells Build a directory is its own, so that it
