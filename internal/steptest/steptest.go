@@ -52,6 +52,10 @@ type Step struct {
 	// and the tests that check where it is read the host's view; its
 	// /dev/mqueue is a mount.
 	UsesIPCAndCgroupns bool
+	// UsesLockdown says whether the container's root is locked down (step12
+	// on): Docker's capabilities only, a seccomp filter, parts of /proc
+	// masked. Then it may not set its hostname, and /proc/sys is read-only.
+	UsesLockdown bool
 
 	Bin     string // the program, set up by Main
 	Rootfs  string // the root filesystem it runs in, when UsesRootfs
@@ -70,6 +74,8 @@ func Main(m *testing.M, s *Step, stepMain func()) {
 		breakout(os.Args[1])
 	case ipcProbeName:
 		ipcProbe(os.Args[1:])
+	case lockProbeName:
+		lockProbe()
 	}
 	os.Exit(Isolated(s.UsesNetwork, func() int { return s.runTests(m) }))
 }
