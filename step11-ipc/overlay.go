@@ -326,13 +326,30 @@ func overlayError(err error) error {
 // removeAll removes dir and all in it, also what the container made read
 // only (chmod 555 on a directory), which without sudo run may delete only
 // once it has made it writable again: it owns it, as the container's root.
+//
+// Root removes them whatever their modes, and changes none: whoever owns
+// the directory may swap one of its folders for a symbolic link while it
+// is walked, and root would change the mode of what the link leads to.
+// A user changes them through no link at all (RESOLVE_NO_SYMLINKS).
 func removeAll(dir string) error {
-	if os.RemoveAll(dir) == nil {
-		return nil
+	err := os.RemoveAll(dir)
+	if err == nil || os.Geteuid() == 0 {
+		return err
 	}
+	top, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(top)
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(dir, path)
+		how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS}
 		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o700)
+			if fd, err := unix.Openat2(top, rel, &how); err == nil {
+				_ = unix.Fchmod(fd, 0o700)
+				unix.Close(fd)
+			}
 		}
 		return nil
 	})

@@ -60,6 +60,9 @@ func TestScratchDefaultsWithoutHome(t *testing.T) {
 func TestLimitsHoldInADelegatedCgroup(t *testing.T) {
 	steptest.LimitsHoldInADelegatedCgroup(t, step)
 }
+func TestRootChangesNoModeWhenItRemoves(t *testing.T) {
+	steptest.RootChangesNoModeWhenItRemoves(t, step)
+}
 func TestRootOwnedRootfsIsRefused(t *testing.T) { steptest.RootOwnedRootfsIsRefused(t, step) }
 func TestUserNamespaceWallsAreExplained(t *testing.T) {
 	steptest.UserNamespaceWallsAreExplained(t, step)

@@ -481,6 +481,12 @@ var mutants = []mutant{
 		edits:  [][2]string{{"unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|flags", "unix.MS_BIND|unix.MS_REMOUNT|flags"}},
 		tests:  "TestProcIsMasked|TestHostRootPowersFailInside"},
 
+	// Root changes no mode when it removes what a container left.
+	{pkg: "step10-userns", file: "overlay.go", name: "root makes what it removes writable",
+		breaks: "root changes the mode of nothing it removes: a folder swapped for a link would lead it elsewhere",
+		edits:  [][2]string{{"if err == nil || os.Geteuid() == 0 {", "if err == nil {"}},
+		tests:  "TestRootChangesNoModeWhenItRemoves"},
+
 	// mkrootfs.
 	{pkg: "mkrootfs", file: "/internal/rootfs/rootfs.go", name: "no ELF loader",
 		breaks: "every program in the root filesystem runs",

@@ -150,3 +150,27 @@ func UpperLayerIsNoOtherUsersToRead(t *testing.T, s *Step) {
 	require.NoError(t, p.Stdin.Close())
 	assert.Equal(t, 0, p.Wait(t).Status)
 }
+
+// RootChangesNoModeWhenItRemoves leaves in a scratch directory what a
+// killed run left, with a mount in it, which no removal can take: root
+// removes what it can, and changes the mode of nothing. Whoever owns such
+// a directory could swap a folder of it for a link meanwhile, and root
+// would change the mode of what the link leads to.
+func RootChangesNoModeWhenItRemoves(t *testing.T, s *Step) {
+	RequireRoot(t)
+	dir := scratch(t, s)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".containers-from-scratch"), nil, 0o600))
+	left := filepath.Join(dir, "1-1") // named as runs name theirs, and locked by none
+	busy := filepath.Join(left, "busy")
+	require.NoError(t, os.MkdirAll(busy, 0o755))
+	require.NoError(t, os.Chmod(left, 0o755))
+	require.NoError(t, unix.Mount("tmpfs", busy, "tmpfs", 0, "mode=0755"))
+	t.Cleanup(func() { _ = unix.Unmount(busy, unix.MNT_DETACH) })
+	r := s.Exec(t, "run", "-rootfs", s.Rootfs, "-scratch", dir, "true")
+	require.Equal(t, 0, r.Status, r.Stderr)
+	for _, d := range []string{left, busy} {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm(), "the mode of %s", d)
+	}
+}
