@@ -31,10 +31,18 @@ func TestEveryEditApplies(t *testing.T) {
 			}
 			assert.NotEmpty(t, m.breaks)
 			assert.Contains(t, []string{"", "cgroup v1", "cgroup v2"}, m.needs)
-			for _, test := range strings.Split(m.tests, "|") {
-				tests, err := os.ReadFile(filepath.Join("..", "..", m.pkg, "main_test.go"))
+			// The package's tests: main_test.go's, and those of the
+			// files a step tests on their own (step13's layers_test.go).
+			testFiles, err := filepath.Glob(filepath.Join("..", "..", m.pkg, "*_test.go"))
+			require.NoError(t, err)
+			var tests string
+			for _, f := range testFiles {
+				data, err := os.ReadFile(f)
 				require.NoError(t, err)
-				assert.Contains(t, string(tests), "func "+test+"(", "no such test in %s", m.pkg)
+				tests += string(data)
+			}
+			for _, test := range strings.Split(m.tests, "|") {
+				assert.Contains(t, tests, "func "+test+"(", "no such test in %s", m.pkg)
 			}
 		})
 	}

@@ -242,8 +242,15 @@ func IPCMadeInsideStaysInside(t *testing.T, s *Step) {
 			}
 			p := Start(t, cmd)
 			p.WaitFor(t, "made")
-			ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", ChildPID(t, p.Cmd.Process.Pid)))
+			child := ChildPID(t, p.Cmd.Process.Pid)
+			ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", child))
 			require.NoError(t, err)
+			// Held, so that its number is no other namespace's once the
+			// container ends (tests of other packages make namespaces
+			// meanwhile): a descriptor is no process in it.
+			held, err := unix.Open(fmt.Sprintf("/proc/%d/ns/ipc", child), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			require.NoError(t, err)
+			defer unix.Close(held)
 			host, err := os.Readlink("/proc/self/ns/ipc")
 			require.NoError(t, err)
 			require.NotEqual(t, host, ns, "the container is in the host's IPC namespace")
