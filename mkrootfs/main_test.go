@@ -268,7 +268,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := tool.Exec(t, args...)
 			assert.Equal(t, 2, r.Status)
-			assert.Equal(t, "usage: mkrootfs [DIR]\n", r.Stderr)
+			assert.Equal(t, "usage: mkrootfs [-image LAYOUT:TAG] [DIR]\n", r.Stderr)
 		})
 	}
 }
@@ -279,4 +279,29 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// -image writes the demo image of the root filesystem, three layers under
+// the tag given, the same digests each time; a ref with no tag is a usage
+// error.
+func TestWritesTheDemoImage(t *testing.T) {
+	dir := t.TempDir()
+	rootfsDir, layout := filepath.Join(dir, "rootfs"), filepath.Join(dir, "demo")
+	r := tool.Exec(t, "-image", layout+":1", rootfsDir)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Contains(t, r.Stdout, "mkrootfs: "+layout+":1: the demo image of "+rootfsDir+", in 3 layers\n")
+	index, err := os.ReadFile(filepath.Join(layout, "index.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(index), `"org.opencontainers.image.ref.name":"1"`)
+	blobs, err := os.ReadDir(filepath.Join(layout, "blobs/sha256"))
+	require.NoError(t, err)
+	assert.Len(t, blobs, 5, "three layers, a config and a manifest")
+	r = tool.Exec(t, "-image", layout+":2", rootfsDir)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	again, err := os.ReadDir(filepath.Join(layout, "blobs/sha256"))
+	require.NoError(t, err)
+	assert.Equal(t, blobs, again, "the same image, the same blobs")
+	r = tool.Exec(t, "-image", layout, rootfsDir)
+	assert.Equal(t, 2, r.Status)
+	steptest.OneLine(t, r.Stderr)
 }

@@ -36,7 +36,7 @@ as_user() { runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f
 
 step "installing Go, git and what the tests use"
 export DEBIAN_FRONTEND=noninteractive
-packages=(golang-go git sudo ca-certificates procps hostname util-linux diffutils strace iproute2 iputils-ping)
+packages=(golang-go git sudo ca-certificates procps hostname util-linux diffutils strace iproute2 iputils-ping uidmap)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -27,7 +27,7 @@ import (
 )
 
 // Steps are the step folders, in course order.
-var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net", "step10-userns", "step11-ipc", "step12-lockdown"}
+var Steps = []string{"step01-exec", "step02-uts", "step03-pid", "step04-chroot", "step05-proc", "step06-cgroups", "step07-pivot-root", "step08-overlay", "step09-net", "step10-userns", "step11-ipc", "step12-lockdown", "step13-image"}
 
 // A FileDiff is one Go file's part of the diff between two steps.
 type FileDiff struct {
@@ -157,6 +157,7 @@ var PlumbingChanges = map[string]string{
 	"step10-userns":     "run needs no root, and the child, whose root may not read run's /proc/PID/ns, checks instead that its user namespace is new; starting the child explains a user namespace the machine forbids",
 	"step12-lockdown":   "handOver and lookPath say that the lockdown, not they, is the child's last step before the exec",
 	"step11-ipc":        "the child checks too that every other namespace of the clone belongs to its user namespace, so none of them is the host's",
+	"step13-image":      `-image reads the image, in place of -rootfs, and needs no command when the image has one; the child (and "remove") first waits for newuidmap's maps and execs itself as root`,
 }
 
 var (

@@ -56,6 +56,7 @@ func TestTranscriptsRun(t *testing.T) {
 	// as a learner does: the quick start builds the root filesystem, and a
 	// page may use what an earlier one left for it.
 	r := newReader(t, programs)
+	giveSubordinateIDs(t, r.uid)
 	readmes := []string{"README.md"}
 	for _, step := range Steps {
 		readmes = append(readmes, step+"/README.md")
@@ -649,4 +650,46 @@ func runAsInvokingUser(t *testing.T, cmd *exec.Cmd) {
 	ngid, _ := strconv.Atoi(gid)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(nuid), Gid: uint32(ngid)}}
 	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir, "USER="+u.Username)
+}
+
+// giveSubordinateIDs gives the reader 65536 subordinate ids in
+// /etc/subuid and /etc/subgid, where they have none, as Debian's adduser
+// gives every user it makes: step13's page maps them. The files are bound
+// over the machine's in the tests' own mount namespace (steptest.Isolated),
+// so the machine's stay as they are.
+func giveSubordinateIDs(t *testing.T, uid int) {
+	t.Helper()
+	name := strconv.Itoa(uid)
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
+		data, err := os.ReadFile(file)
+		if err != nil && !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+		next := 100000
+		has := false
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) != 3 {
+				continue
+			}
+			has = has || f[0] == name || f[0] == strconv.Itoa(uid)
+			first, _ := strconv.Atoi(f[1])
+			count, _ := strconv.Atoi(f[2])
+			next = max(next, first+count)
+		}
+		if has {
+			continue
+		}
+		given := filepath.Join(t.TempDir(), filepath.Base(file))
+		require.NoError(t, os.WriteFile(given, append(data, fmt.Sprintf("%s:%d:65536\n", name, next)...), 0o644))
+		if _, err := os.Stat(file); os.IsNotExist(err) {
+			require.NoError(t, os.WriteFile(file, nil, 0o644)) // a mount point
+			t.Cleanup(func() { os.Remove(file) })
+		}
+		require.NoError(t, syscall.Mount(given, file, "", syscall.MS_BIND, ""))
+		t.Cleanup(func() { _ = syscall.Unmount(file, syscall.MNT_DETACH) })
+	}
 }

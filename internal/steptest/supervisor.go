@@ -42,6 +42,7 @@ var syscalls = map[int]string{
 	unix.SYS_SETHOSTNAME: "sethostname",
 	unix.SYS_MKDIRAT:     "mkdirat",
 	unix.SYS_SOCKET:      "socket",
+	unix.SYS_SYNCFS:      "syncfs",
 }
 
 // StoppedAt starts the step's program with these arguments under strace,
