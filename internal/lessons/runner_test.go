@@ -61,6 +61,7 @@ func TestTranscriptsRun(t *testing.T) {
 	for _, step := range Steps {
 		readmes = append(readmes, step+"/README.md")
 	}
+	readmes = append(readmes, "pull/README.md") // after step13's, whose demo image it serves
 	for _, readme := range readmes {
 		t.Run(readme, func(t *testing.T) {
 			text, err := os.ReadFile(filepath.Join(root, readme))
@@ -412,11 +413,12 @@ func (r *reader) start(t *testing.T, readme string, terminal int, c Command, rea
 
 // settled reports whether what a terminal runs has got going: a step's
 // program has started the command it was given, and no step is still
-// setting up a container.
+// setting up a container; or no step runs there.
 func settled(term *steptest.Terminal) bool {
-	started := false
+	started, steps := false, false
 	for _, pid := range tree(term.PID()) {
 		if isStep(pid) {
+			steps = true
 			args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 			if argv := strings.Split(string(args), "\x00"); len(argv) > 1 && argv[1] == "child" {
 				return false
@@ -425,7 +427,9 @@ func settled(term *steptest.Terminal) bool {
 			started = true
 		}
 	}
-	return started
+	// A tool that is no step (pull's registry) has nothing to set up: it
+	// is ready once it shows what it shows.
+	return started || !steps
 }
 
 // running reports whether a process in what a terminal runs has a command
@@ -539,7 +543,7 @@ func buildPrograms(t *testing.T) string {
 	// No version control stamp: as root in a clone owned by someone else,
 	// git refuses to answer, and the stamp is of no use here.
 	args := []string{"build", "-buildvcs=false", "-o", dir + "/"}
-	for _, step := range append(Steps, "mkrootfs") {
+	for _, step := range append(Steps, "mkrootfs", "pull", "registry") {
 		args = append(args, "./"+step)
 	}
 	goCmd := goTool(t)
@@ -585,7 +589,7 @@ func quoted(args []string) []string {
 // copyCode copies what building the programs takes: go.mod, go.sum and
 // the Go files of the steps, mkrootfs and what they import, tests left out.
 func copyCode(from, to string) error {
-	dirs := append([]string{"mkrootfs", "internal/rootfs"}, Steps...)
+	dirs := append([]string{"mkrootfs", "internal/rootfs", "internal/oci", "pull", "registry", "internal/registry"}, Steps...)
 	files := []string{"go.mod", "go.sum"}
 	for _, d := range dirs {
 		gos, err := filepath.Glob(filepath.Join(from, d, "*.go"))

@@ -1,0 +1,203 @@
+// This file writes an OCI image layout (image-spec image-layout.md) as
+// skopeo does: blobs/sha256/HEX for every blob, index.json naming the
+// image by its tag. Nothing is ever half-written: a blob lands under a
+// temporary name and is renamed once its digest is checked, and index.json,
+// which makes the image visible, is written last, the same way. A layout
+// may hold other images: pull adds to it and keeps what it already has.
+
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// tempPrefix starts the name of a blob being fetched.
+const tempPrefix = ".pull-"
+
+// A layout is an image layout open for writing, locked against another
+// pull into it.
+type layout struct {
+	dir  string
+	lock *os.File
+}
+
+// openLayout makes dir a layout if it does not exist or is empty, and
+// takes its lock. A folder that holds something else is refused.
+func openLayout(dir string) (*layout, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	// Two pulls into one layout would each rewrite index.json, and one tag
+	// would be lost: the second waits.
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	l := &layout{dir: dir, lock: lock}
+	if err := l.prepare(); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *layout) close() { l.lock.Close() }
+
+// prepare writes oci-layout and an empty index.json into an empty folder,
+// and removes what a pull that was killed left (the lock says none runs).
+func (l *layout) prepare() error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		if err := l.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
+			return err
+		}
+		if err := l.writeFile("index.json", []byte(`{"schemaVersion":2,"mediaType":"`+mediaIndex+`","manifests":[]}`+"\n")); err != nil {
+			return err
+		}
+	}
+	var marker struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	data, err := os.ReadFile(filepath.Join(l.dir, "oci-layout"))
+	if err == nil {
+		err = json.Unmarshal(data, &marker)
+	}
+	if err != nil || marker.Version == "" {
+		return fmt.Errorf("%s holds something other than an image layout: name another folder with -o", l.dir)
+	}
+	blobs := filepath.Join(l.dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return err
+	}
+	temps, _ := filepath.Glob(filepath.Join(blobs, tempPrefix+"*"))
+	for _, t := range temps {
+		os.Remove(t)
+	}
+	return nil
+}
+
+// blobPath is where the layout keeps the blob of a digest, which the
+// caller has checked is sha256 and 64 hex digits.
+func (l *layout) blobPath(digest string) string {
+	return filepath.Join(l.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
+}
+
+// has reports whether the layout holds the blob of d, whole and unchanged:
+// a blob already there is hashed again rather than trusted by its name.
+func (l *layout) has(d descriptor) bool {
+	f, err := os.Open(l.blobPath(d.Digest))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	hash := sha256.New()
+	n, err := io.Copy(hash, io.LimitReader(f, d.Size+1))
+	return err == nil && n == d.Size && "sha256:"+hex.EncodeToString(hash.Sum(nil)) == d.Digest
+}
+
+// read returns a blob the layout has, checked.
+func (l *layout) read(d descriptor) ([]byte, bool) {
+	if !l.has(d) {
+		return nil, false
+	}
+	data, err := os.ReadFile(l.blobPath(d.Digest))
+	return data, err == nil
+}
+
+// addBlob writes a blob through fetch, which must write it whole and check
+// it: under a temporary name, renamed into place once fetch succeeds.
+func (l *layout) addBlob(digest string, fetch func(w io.Writer) error) error {
+	return l.addTo(l.blobPath(digest), fetch)
+}
+
+// writeFile writes a file of the layout atomically.
+func (l *layout) writeFile(name string, data []byte) error {
+	return l.addTo(filepath.Join(l.dir, name), func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// addTo writes the file at path through write: under a temporary name in
+// its folder, synced, then renamed over path.
+func (l *layout) addTo(path string, write func(w io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	err = write(f)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// tag points name at the manifest d in index.json, replacing what the name
+// pointed to before and keeping every other entry as it was.
+func (l *layout) tag(name string, d descriptor) error {
+	data, err := os.ReadFile(filepath.Join(l.dir, "index.json"))
+	if err != nil {
+		return err
+	}
+	var index map[string]any
+	if err := json.Unmarshal(data, &index); err != nil {
+		return fmt.Errorf("%s/index.json: %w", l.dir, err)
+	}
+	entries, _ := index["manifests"].([]any)
+	kept := []any{}
+	for _, e := range entries {
+		if m, ok := e.(map[string]any); ok {
+			if a, ok := m["annotations"].(map[string]any); ok && a[refName] == name {
+				continue
+			}
+		}
+		kept = append(kept, e)
+	}
+	d.Annotations = map[string]string{refName: name}
+	index["manifests"] = append(kept, d)
+	if index["schemaVersion"] == nil {
+		index["schemaVersion"] = 2
+	}
+	out, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := l.writeFile("index.json", append(out, '\n')); err != nil {
+		return err
+	}
+	// The renames on disk before pull says it is done.
+	dir, err := os.Open(l.dir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+const refName = "org.opencontainers.image.ref.name"

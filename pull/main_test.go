@@ -1,0 +1,555 @@
+package main
+
+import (
+	"archive/tar"
+	"crypto/rand"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"containers-from-scratch/internal/oci"
+	testregistry "containers-from-scratch/internal/registry"
+	"containers-from-scratch/internal/steptest"
+)
+
+// The test binary is also pull: see package steptest. As root, the tests
+// run in a network namespace of their own, so the registries they start
+// on the loopback are seen by nothing else.
+var tool = &steptest.Step{Name: "pull", UsesNetwork: true}
+
+func TestMain(m *testing.M) { steptest.Main(m, tool, main) }
+
+// An image in a layout of the test's own, served by a registry on the
+// loopback: two layers, the first of 512 KiB that does not compress, so
+// that a test can catch pull half-way through it.
+type served struct {
+	layout string
+	image  oci.Written
+	server *testregistry.Server
+	addr   string // host:port of the registry
+}
+
+func serve(t *testing.T, img oci.Image, configure func(*testregistry.Server)) *served {
+	t.Helper()
+	if img.Layers == nil {
+		noise := make([]byte, 512<<10)
+		rand.Read(noise)
+		img.Layers = []oci.Layer{
+			{file("noise", string(noise))},
+			{file("hello.txt", "hello from the registry\n")},
+		}
+	}
+	if img.Tag == "" {
+		img.Tag = "1"
+	}
+	if img.Config == nil {
+		img.Config = map[string]any{"Cmd": []string{"sh"}}
+	}
+	s := &served{layout: filepath.Join(t.TempDir(), "demo")}
+	var err error
+	s.image, err = oci.WriteImage(s.layout, img)
+	require.NoError(t, err)
+	s.server = &testregistry.Server{Layouts: map[string]string{"demo": s.layout}}
+	if configure != nil {
+		configure(s.server)
+	}
+	ts := httptest.NewServer(s.server)
+	t.Cleanup(ts.Close)
+	s.addr = strings.TrimPrefix(ts.URL, "http://")
+	return s
+}
+
+func file(name, body string) oci.Entry {
+	return oci.Entry{Header: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}, Body: body}
+}
+
+// A target is the digest that the tests' registry treats otherwise (drops,
+// slows down), changed while it serves.
+type target struct{ digest atomic.Value }
+
+func (t *target) set(digest string) { t.digest.Store(digest) }
+
+func (t *target) is(digest string) bool {
+	d, _ := t.digest.Load().(string)
+	return d != "" && d == digest
+}
+
+// pace slows the target down to 32 KiB every pause.
+func (t *target) pace(pause time.Duration) func(digest string) time.Duration {
+	return func(digest string) time.Duration {
+		if t.is(digest) {
+			return pause
+		}
+		return 0
+	}
+}
+
+// ref is the reference of the served image's tag.
+func (s *served) ref(tag string) string { return s.addr + "/demo:" + tag }
+
+// blobs returns what the requests so far fetched from /blobs/.
+func (s *served) blobs() []string {
+	var b []string
+	for _, r := range s.server.Requests() {
+		if strings.Contains(r, "/blobs/") {
+			b = append(b, r)
+		}
+	}
+	return b
+}
+
+// pullInto runs pull -o dir with args, and returns what it did.
+func pullInto(t *testing.T, dir string, args ...string) steptest.Result {
+	t.Helper()
+	return tool.Exec(t, append([]string{"-o", dir}, args...)...)
+}
+
+// tags reads the layout's index.json: each tag's descriptor.
+func tags(t *testing.T, dir string) map[string]oci.Descriptor {
+	t.Helper()
+	entries, err := oci.Index(dir)
+	require.NoError(t, err)
+	byTag := map[string]oci.Descriptor{}
+	for _, e := range entries {
+		name := e.Annotations[oci.RefName]
+		assert.NotContains(t, byTag, name, "index.json names %q twice", name)
+		byTag[name] = e
+	}
+	return byTag
+}
+
+// assertNoTemporaryFiles checks that no file is left half-written.
+func assertNoTemporaryFiles(t *testing.T, dir string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".") {
+			t.Errorf("a temporary file is left in the layout: %s", path)
+		}
+		return nil
+	})
+}
+
+// assertHoldsTheImage checks that the layout at dir holds the served image
+// under tag, blob for blob as the registry has it.
+func assertHoldsTheImage(t *testing.T, dir, tag string, s *served) {
+	t.Helper()
+	marker, err := os.ReadFile(filepath.Join(dir, "oci-layout"))
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"imageLayoutVersion":"1.0.0"}`, string(marker))
+	entry, ok := tags(t, dir)[tag]
+	require.True(t, ok, "index.json has no tag %q", tag)
+	assert.Equal(t, s.image.Manifest.Digest, entry.Digest, "the tag names the registry's manifest")
+	assert.Equal(t, oci.MediaManifest, entry.MediaType)
+	for _, d := range append([]oci.Descriptor{s.image.Manifest, s.image.Config}, s.image.Layers...) {
+		want, err := os.ReadFile(oci.BlobPath(s.layout, d.Digest))
+		require.NoError(t, err)
+		got, err := os.ReadFile(oci.BlobPath(dir, d.Digest))
+		if assert.NoError(t, err, "blob %s is missing", d.Digest) {
+			assert.True(t, string(want) == string(got), "blob %s differs from the registry's", d.Digest)
+		}
+	}
+	assertNoTemporaryFiles(t, dir)
+}
+
+// assertOneLine checks that a failure was said in one line that contains
+// what, and that pull exited 1.
+func assertOneLine(t *testing.T, r steptest.Result, what string) {
+	t.Helper()
+	assert.Equal(t, 1, r.Status, "pull should fail: %s", r.Stderr)
+	assert.Equal(t, 1, strings.Count(r.Stderr, "\n"), "one line: %q", r.Stderr)
+	assert.Contains(t, r.Stderr, what)
+}
+
+func TestPullsAnImageIntoALayout(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	dir := filepath.Join(t.TempDir(), "images", "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	assert.Regexp(t, `^pull: .*images/demo:1 is `+s.ref("1")+` for linux/\w+: 2 layers, 0.5 MiB\n`+
+		`pull: fetched 3 blobs \(0.5 MiB\) in \S+; 0 were here already\n$`, r.Stdout)
+	assert.Empty(t, r.Stderr)
+}
+
+func TestNamesTheLayoutAfterTheImage(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	dir := t.TempDir()
+	cmd := tool.Command(t, s.ref("1"))
+	cmd.Dir = dir
+	r := steptest.Finish(t, cmd)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, filepath.Join(dir, "images", "demo"), "1", s)
+}
+
+func TestPullsThisMachinesPlatformFromAnIndex(t *testing.T) {
+	// The layout's index lists the other platform's manifest and an
+	// attestation too, whose blobs are not there: the registry has no such
+	// manifest, and pull must not ask for it.
+	other := "linux/arm64"
+	if thisPlatform().Architecture == "arm64" {
+		other = "linux/amd64"
+	}
+	s := serve(t, oci.Image{Platforms: []string{other, thisPlatform().String()}}, nil)
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	assert.Equal(t, thisPlatform().String(), tags(t, dir)["1"].Platform["os"]+"/"+tags(t, dir)["1"].Platform["architecture"])
+
+	t.Run("a platform the index does not have", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "demo")
+		r := pullInto(t, dir, "-platform", "linux/s390x", s.ref("1"))
+		assertOneLine(t, r, "no image for linux/s390x, only for ")
+		assert.NoDirExists(t, dir, "nothing is written")
+	})
+}
+
+func thisPlatform() platform {
+	p, _ := parsePlatform("linux/" + runtime.GOARCH)
+	return p
+}
+
+func TestGetsATokenWhenTheRegistryAsks(t *testing.T) {
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Token = true })
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	assert.Contains(t, s.server.Requests(), "GET /token")
+}
+
+func TestRefusesWhatIsNotWhatTheManifestSays(t *testing.T) {
+	flip := func(data []byte) []byte {
+		out := append([]byte(nil), data...)
+		out[len(out)/2] ^= 1
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		blob   func(w oci.Written) string // the digest served wrong
+		tamper func([]byte) []byte
+		says   string
+	}{
+		{"a layer with a byte changed", func(w oci.Written) string { return w.Layers[1].Digest }, flip, "hashes to"},
+		{"a layer longer than it is", func(w oci.Written) string { return w.Layers[1].Digest },
+			func(b []byte) []byte { return append(b, 0) }, "the registry sent"},
+		{"a layer shorter than it is", func(w oci.Written) string { return w.Layers[0].Digest },
+			func(b []byte) []byte { return b[:len(b)-1] }, "the registry sent"},
+		{"the config", func(w oci.Written) string { return w.Config.Digest }, flip, "hashes to"},
+		{"the manifest", func(w oci.Written) string { return w.Manifest.Digest }, flip, "hashes to"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var wrong string
+			s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+				s.Tamper = func(digest string, data []byte) []byte {
+					if digest == wrong {
+						return c.tamper(data)
+					}
+					return data
+				}
+			})
+			wrong = c.blob(s.image)
+			dir := filepath.Join(t.TempDir(), "demo")
+			r := pullInto(t, dir, s.ref("1"))
+			assertOneLine(t, r, c.says)
+			assert.NoFileExists(t, oci.BlobPath(dir, wrong), "what does not match its digest is not kept")
+			if _, err := os.Stat(dir); err == nil {
+				assert.Empty(t, tags(t, dir), "the layout names no image")
+				assertNoTemporaryFiles(t, dir)
+			}
+		})
+	}
+}
+
+func TestAMissingTagIsOneLine(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	for ref, says := range map[string]string{
+		s.ref("2"):                "has no tag 2",
+		s.addr + "/nothing:1":     "no such image",
+		"127.0.0.1:1/demo:1":      "does not answer",
+		s.addr + "/Demo:1":        "not an image name",
+		s.addr + "/demo:1@sha256": "a digest is sha256:",
+	} {
+		t.Run(ref, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			assertOneLine(t, pullInto(t, dir, ref), says)
+			assert.NoDirExists(t, dir, "nothing is written")
+		})
+	}
+}
+
+func TestAConnectionDroppedHalfWayIsPickedUpAgain(t *testing.T) {
+	var drop target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Drop = drop.is })
+	big := s.image.Layers[0].Digest
+	drop.set(big)
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	assertOneLine(t, r, "the registry "+s.addr+" stopped after ")
+	assert.Regexp(t, `stopped after 0\.[1-4] MiB of 0\.5 MiB`, r.Stderr)
+	assert.Empty(t, tags(t, dir), "the layout names no image")
+	assertNoTemporaryFiles(t, dir)
+	fetched := len(s.blobs())
+
+	// Again, on a connection that holds: only the blobs not already
+	// fetched whole are fetched.
+	drop.set("")
+	r = pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	again := s.blobs()[fetched:]
+	assert.Equal(t, []string{"GET /v2/demo/blobs/" + big, "GET /v2/demo/blobs/" + s.image.Layers[1].Digest}, again)
+}
+
+func TestASecondPullFetchesNothingItHas(t *testing.T) {
+	s := serve(t, oci.Image{Platforms: []string{thisPlatform().String()}}, nil)
+	dir := filepath.Join(t.TempDir(), "demo")
+	require.Equal(t, 0, pullInto(t, dir, s.ref("1")).Status)
+	before := len(s.server.Requests())
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.Contains(t, r.Stdout, "fetched 0 blobs (0.0 MiB)")
+	assert.Equal(t, []string{"GET /v2/", "GET /v2/demo/manifests/1"}, s.server.Requests()[before:],
+		"the tag's index is asked for, nothing else")
+	assertHoldsTheImage(t, dir, "1", s)
+
+	t.Run("a blob changed on disk is fetched again", func(t *testing.T) {
+		layer := oci.BlobPath(dir, s.image.Layers[1].Digest)
+		data, err := os.ReadFile(layer)
+		require.NoError(t, err)
+		data[0] ^= 1
+		require.NoError(t, os.WriteFile(layer, data, 0o644))
+		before := len(s.blobs())
+		require.Equal(t, 0, pullInto(t, dir, s.ref("1")).Status)
+		assert.Equal(t, []string{"GET /v2/demo/blobs/" + s.image.Layers[1].Digest}, s.blobs()[before:])
+		assertHoldsTheImage(t, dir, "1", s)
+	})
+}
+
+func TestAddsToALayout(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	dir := filepath.Join(t.TempDir(), "demo")
+	// A layout written elsewhere, with an image of its own.
+	other, err := oci.WriteImage(dir, oci.Image{Layers: []oci.Layer{{file("a", "a")}}, Tag: "other"})
+	require.NoError(t, err)
+	require.Equal(t, 0, pullInto(t, dir, s.ref("1")).Status)
+	require.Equal(t, 0, pullInto(t, dir, s.ref("1")).Status)
+	byTag := tags(t, dir)
+	assert.Len(t, byTag, 2, "the tag once, the other image kept")
+	assert.Equal(t, other.Entry.Digest, byTag["other"].Digest)
+	assertHoldsTheImage(t, dir, "1", s)
+
+	t.Run("a folder that is not a layout", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644))
+		assertOneLine(t, pullInto(t, dir, s.ref("1")), "holds something other than an image layout")
+		entries, _ := os.ReadDir(dir)
+		assert.Len(t, entries, 1, "the folder is left as it was")
+	})
+}
+
+func TestRefusesWhatStep13CannotRun(t *testing.T) {
+	for mediaType, says := range map[string]string{
+		"application/vnd.oci.image.layer.v1.tar+zstd":                  "compressed with zstd",
+		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    "which pull does not know",
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "which pull does not know",
+	} {
+		t.Run(mediaType, func(t *testing.T) {
+			s := serve(t, oci.Image{}, nil)
+			editManifest(t, s, func(m map[string]any) {
+				m["layers"].([]any)[1].(map[string]any)["mediaType"] = mediaType
+			})
+			dir := filepath.Join(t.TempDir(), "demo")
+			assertOneLine(t, pullInto(t, dir, s.ref("1")), says)
+			assert.NoDirExists(t, dir, "nothing is fetched")
+			assert.Empty(t, s.blobs())
+		})
+	}
+}
+
+// editManifest changes the served image's manifest, and tags the new one.
+func editManifest(t *testing.T, s *served, edit func(m map[string]any)) {
+	t.Helper()
+	data, err := os.ReadFile(oci.BlobPath(s.layout, s.image.Manifest.Digest))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	edit(m)
+	d, err := oci.WriteJSON(s.layout, oci.MediaManifest, m)
+	require.NoError(t, err)
+	d.Annotations = map[string]string{oci.RefName: "1"}
+	require.NoError(t, oci.WriteIndex(s.layout, d))
+	s.image.Manifest = d
+}
+
+func TestADockerManifestIsKeptAsAnOCIOne(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	editManifest(t, s, func(m map[string]any) {
+		m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+		m["config"].(map[string]any)["mediaType"] = "application/vnd.docker.container.image.v1+json"
+		for _, l := range m["layers"].([]any) {
+			l.(map[string]any)["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+		}
+	})
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	entry := tags(t, dir)["1"]
+	require.Equal(t, oci.MediaManifest, entry.MediaType)
+	data, err := os.ReadFile(oci.BlobPath(dir, entry.Digest))
+	require.NoError(t, err)
+	assert.Equal(t, oci.Digest(data), entry.Digest)
+	var m struct {
+		MediaType string
+		Config    oci.Descriptor
+		Layers    []oci.Descriptor
+	}
+	require.NoError(t, json.Unmarshal(data, &m))
+	assert.Equal(t, oci.MediaManifest, m.MediaType)
+	assert.Equal(t, oci.MediaConfig, m.Config.MediaType)
+	assert.Equal(t, s.image.Config.Digest, m.Config.Digest)
+	for i, l := range m.Layers {
+		assert.Equal(t, oci.MediaTarGzip, l.MediaType)
+		assert.Equal(t, s.image.Layers[i].Digest, l.Digest)
+		assert.FileExists(t, oci.BlobPath(dir, l.Digest))
+	}
+}
+
+func TestInterruptedOrKilledLeavesNoHalfBlob(t *testing.T) {
+	var slow target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Pace = slow.pace(200 * time.Millisecond) })
+	slow.set(s.image.Layers[0].Digest)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			cmd := tool.Command(t, "-o", dir, s.ref("1"))
+			require.NoError(t, cmd.Start())
+			waitForTemporaryFile(t, dir)
+			require.NoError(t, cmd.Process.Signal(sig))
+			err := cmd.Wait()
+			require.Error(t, err, "pull should not succeed")
+			if sig == syscall.SIGKILL {
+				// What the killed pull left, the next one removes.
+				slow.set("")
+				defer slow.set(s.image.Layers[0].Digest)
+				r := pullInto(t, dir, s.ref("1"))
+				require.Equal(t, 0, r.Status, r.Stderr)
+				assertHoldsTheImage(t, dir, "1", s)
+				return
+			}
+			assert.Empty(t, tags(t, dir), "the layout names no image")
+			assertNoTemporaryFiles(t, dir)
+		})
+	}
+}
+
+// waitForTemporaryFile waits until pull is writing a blob into dir.
+func waitForTemporaryFile(t *testing.T, dir string) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		temps, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", tempPrefix+"*"))
+		if len(temps) > 0 {
+			return temps[0]
+		}
+	}
+	t.Fatal("pull wrote no temporary file in 30 s")
+	return ""
+}
+
+func TestTwoPullsIntoOneLayoutKeepBothImages(t *testing.T) {
+	var slow target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Pace = slow.pace(100 * time.Millisecond) })
+	slow.set(s.image.Layers[0].Digest)
+	// A second image, tagged 2 in the same repository.
+	second, err := oci.WriteImage(s.layout, oci.Image{Layers: []oci.Layer{{file("two", "2")}}, Tag: "2"})
+	require.NoError(t, err)
+	require.NoError(t, oci.WriteIndex(s.layout, s.image.Entry, second.Entry))
+
+	dir := filepath.Join(t.TempDir(), "demo")
+	first := tool.Command(t, "-o", dir, s.ref("1"))
+	require.NoError(t, first.Start())
+	// The second starts while the first is writing a blob: it must neither
+	// take the first's half-written blob for a leftover nor lose its tag.
+	waitForTemporaryFile(t, dir)
+	r := pullInto(t, dir, s.ref("2"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	require.NoError(t, first.Wait())
+	byTag := tags(t, dir)
+	assert.Equal(t, second.Entry.Digest, byTag["2"].Digest)
+	assertHoldsTheImage(t, dir, "1", s)
+}
+
+func TestShowsProgressOnATerminalOnly(t *testing.T) {
+	var slow target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Pace = slow.pace(60 * time.Millisecond) }) // 16 pieces: a second
+	slow.set(s.image.Layers[0].Digest)
+	term := steptest.StartOnTerminal(t, tool.Command(t, "-o", filepath.Join(t.TempDir(), "demo"), s.ref("1")))
+	shown := term.Wait(t)
+	layer := s.image.Layers[0].Digest[:19]
+	assert.Regexp(t, `\r`+layer+`  0\.\d MiB of 0\.5 MiB`, shown)
+	assert.Contains(t, shown, layer+"  0.5 MiB, done")
+
+	r := pullInto(t, filepath.Join(t.TempDir(), "demo"), s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assert.NotContains(t, r.Stdout, "\r", "no progress where stdout is not a terminal")
+	assert.Equal(t, 2, strings.Count(r.Stdout, "\n"), r.Stdout)
+}
+
+func TestPlainHTTPOnlyOnTheLoopback(t *testing.T) {
+	for _, ref := range []string{"localhost:5000/demo:1", "127.0.0.1:5000/demo:1", "127.0.0.2/demo", "[::1]:5000/demo:1"} {
+		r, err := parseReference(ref)
+		require.NoError(t, err)
+		assert.True(t, r.loopback(), ref)
+	}
+	for _, host := range []string{"registry-1.docker.io", "ghcr.io", "10.0.0.1:5000", "localhost.example.com:5000", "127.0.0.1.nip.io"} {
+		r, err := parseReference(host + "/demo:1")
+		require.NoError(t, err)
+		assert.Equal(t, "https://"+host, r.base(), host)
+	}
+}
+
+func TestPullsByDigest(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	dir := filepath.Join(t.TempDir(), "demo")
+	digest := s.image.Manifest.Digest
+	r := pullInto(t, dir, s.addr+"/demo@"+digest)
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, digest, s)
+	assert.Contains(t, s.server.Requests(), "GET /v2/demo/manifests/"+digest)
+}
+
+func TestReadsReferencesAsDockerDoes(t *testing.T) {
+	for in, want := range map[string]string{
+		"alpine":                             "docker.io/library/alpine:latest https://registry-1.docker.io",
+		"alpine:3.20":                        "docker.io/library/alpine:3.20 https://registry-1.docker.io",
+		"docker.io/alpine:3.20":              "docker.io/library/alpine:3.20 https://registry-1.docker.io",
+		"index.docker.io/library/alpine":     "docker.io/library/alpine:latest https://registry-1.docker.io",
+		"bitnami/redis:7":                    "docker.io/bitnami/redis:7 https://registry-1.docker.io",
+		"ghcr.io/org/app:1.2":                "ghcr.io/org/app:1.2 https://ghcr.io",
+		"localhost/app":                      "localhost/app:latest http://localhost",
+		"localhost:5000/a/b:c":               "localhost:5000/a/b:c http://localhost:5000",
+		"quay.io/org/app@sha256:" + hex64:    "quay.io/org/app@sha256:" + hex64 + " https://quay.io",
+		"quay.io/org/app:v1@sha256:" + hex64: "quay.io/org/app:v1@sha256:" + hex64 + " https://quay.io",
+	} {
+		r, err := parseReference(in)
+		if assert.NoError(t, err, in) {
+			assert.Equal(t, want, r.String()+" "+r.base(), in)
+		}
+	}
+	for _, bad := range []string{"Alpine", "alpine:", "alpine:-x", "alpine@sha256:abc", "alpine@md5:" + hex64, "a//b", "", "/alpine"} {
+		_, err := parseReference(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
