@@ -18,7 +18,8 @@ if [ "${1:-}" != --inside ]; then
 fi
 ip link set lo up
 work=$(mktemp -d)
-trap 'kill "$registry" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+registry=
+trap '[ -z "$registry" ] || kill "$registry" 2>/dev/null; wait; rm -rf "$work"' EXIT
 go build -o "$work/bin/" ./mkrootfs ./pull
 
 cat >"$work/registry.yml" <<EOF
@@ -33,8 +34,9 @@ http:
 EOF
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 registry=$!
-for _ in $(seq 100); do
+for try in $(seq 100); do
 	[ -n "$(ss -Hltn 'sport = :5000' 2>/dev/null)" ] && break
+	[ "$try" -lt 100 ] || { cat "$work/registry.log" >&2; fail "the registry did not listen on 127.0.0.1:5000 in 10 s"; }
 	sleep 0.1
 done
 

@@ -8,14 +8,18 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +36,7 @@ type layout struct {
 
 // openLayout makes dir a layout if it does not exist or is empty, and
 // takes its lock. A folder that holds something else is refused.
-func openLayout(dir string) (*layout, error) {
+func openLayout(ctx context.Context, dir string, say io.Writer) (*layout, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -40,13 +44,28 @@ func openLayout(dir string) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Two pulls into one layout would each rewrite index.json, and one tag
-	// would be lost: the second waits.
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
 	l := &layout{dir: dir, lock: lock}
+	// Two pulls into one layout would each rewrite index.json, and one tag
+	// would be lost: the second waits, and Ctrl-C still stops it.
+	for waited := false; ; waited = true {
+		err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != unix.EWOULDBLOCK {
+			l.close()
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		if !waited {
+			fmt.Fprintf(say, "pull: waiting for another pull into %s\n", dir)
+		}
+		select {
+		case <-ctx.Done():
+			l.close()
+			return nil, errors.New("interrupted")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err := l.prepare(); err != nil {
 		l.close()
 		return nil, err
@@ -56,19 +75,14 @@ func openLayout(dir string) (*layout, error) {
 
 func (l *layout) close() { l.lock.Close() }
 
-// prepare writes oci-layout and an empty index.json into an empty folder,
-// and removes what a pull that was killed left (the lock says none runs).
+// prepare removes what a pull that was killed left (the lock says none
+// runs), and writes what a layout needs into a folder that is empty, or
+// holds no more than a killed pull made of it.
 func (l *layout) prepare() error {
-	entries, err := os.ReadDir(l.dir)
-	if err != nil {
-		return err
-	}
-	if len(entries) == 0 {
-		if err := l.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
-			return err
-		}
-		if err := l.writeFile("index.json", []byte(`{"schemaVersion":2,"mediaType":"`+mediaIndex+`","manifests":[]}`+"\n")); err != nil {
-			return err
+	for _, d := range []string{l.dir, filepath.Join(l.dir, "blobs", "sha256")} {
+		temps, _ := filepath.Glob(filepath.Join(d, tempPrefix+"*"))
+		for _, t := range temps {
+			os.Remove(t)
 		}
 	}
 	var marker struct {
@@ -79,17 +93,25 @@ func (l *layout) prepare() error {
 		err = json.Unmarshal(data, &marker)
 	}
 	if err != nil || marker.Version == "" {
-		return fmt.Errorf("%s holds something other than an image layout: name another folder with -o", l.dir)
+		entries, err := os.ReadDir(l.dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Name() != "blobs" && e.Name() != "index.json" {
+				return fmt.Errorf("%s holds something other than an image layout: name another folder with -o", l.dir)
+			}
+		}
+		if err := l.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`+"\n")); err != nil {
+			return err
+		}
 	}
-	blobs := filepath.Join(l.dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return err
+	if _, err := os.Lstat(filepath.Join(l.dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+		if err := l.writeFile("index.json", []byte(`{"schemaVersion":2,"mediaType":"`+mediaIndex+`","manifests":[]}`+"\n")); err != nil {
+			return err
+		}
 	}
-	temps, _ := filepath.Glob(filepath.Join(blobs, tempPrefix+"*"))
-	for _, t := range temps {
-		os.Remove(t)
-	}
-	return nil
+	return os.MkdirAll(filepath.Join(l.dir, "blobs", "sha256"), 0o755)
 }
 
 // blobPath is where the layout keeps the blob of a digest, which the
@@ -98,10 +120,24 @@ func (l *layout) blobPath(digest string) string {
 	return filepath.Join(l.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
 
+// openBlob opens a blob the layout has: a regular file, not through a
+// link, never waiting (a FIFO put there would hang pull).
+func (l *layout) openBlob(digest string) (*os.File, error) {
+	f, err := os.OpenFile(l.blobPath(digest), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("blob %s is not a regular file", short(digest))
+	}
+	return f, nil
+}
+
 // has reports whether the layout holds the blob of d, whole and unchanged:
 // a blob already there is hashed again rather than trusted by its name.
 func (l *layout) has(d descriptor) bool {
-	f, err := os.Open(l.blobPath(d.Digest))
+	f, err := l.openBlob(d.Digest)
 	if err != nil {
 		return false
 	}
@@ -111,13 +147,28 @@ func (l *layout) has(d descriptor) bool {
 	return err == nil && n == d.Size && "sha256:"+hex.EncodeToString(hash.Sum(nil)) == d.Digest
 }
 
-// read returns a blob the layout has, checked.
+// read returns a small blob the layout has (a manifest, a config),
+// checked: at most maxJSON bytes.
 func (l *layout) read(d descriptor) ([]byte, bool) {
-	if !l.has(d) {
+	if d.Size > maxJSON || !l.has(d) {
 		return nil, false
 	}
-	data, err := os.ReadFile(l.blobPath(d.Digest))
-	return data, err == nil
+	return l.readSmall(d)
+}
+
+// readSmall returns a blob of at most maxJSON bytes as the layout has it,
+// not checked again.
+func (l *layout) readSmall(d descriptor) ([]byte, bool) {
+	if d.Size > maxJSON {
+		return nil, false
+	}
+	f, err := l.openBlob(d.Digest)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxJSON))
+	return data, err == nil && int64(len(data)) == d.Size
 }
 
 // addBlob writes a blob through fetch, which must write it whole and check

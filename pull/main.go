@@ -1,6 +1,6 @@
 // Command pull fetches an image from a registry into an OCI image layout,
 // the folder step13 runs images from: what `skopeo copy docker://REF
-// oci:DIR:TAG` does, in a few hundred lines of Go's standard library.
+// oci:DIR:TAG` does, with Go's standard library.
 //
 // Usage:
 //
@@ -19,14 +19,16 @@
 // -platform says another. A registry on the loopback is spoken to in plain
 // HTTP, as Docker does; any other only over HTTPS. Every blob is checked
 // against its digest as it arrives, and nothing is half-written: a pull
-// that fails leaves the layout as it was, plus the blobs it finished and
-// checked, which the next pull does not fetch again. -v shows each request
-// to the registry and its answer.
+// that fails names no new image in the layout, which keeps the blobs it
+// finished and checked, for the next pull not to fetch again (a pull that
+// fails before its first blob writes nothing at all). -v shows each
+// request to the registry and its answer.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,6 +39,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,7 +105,7 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 	resp.Body.Close()
 
 	// 2. The tag's manifest, or its index: one manifest per platform.
-	body, mediaType, digest, err := r.manifest(ctx, ref.name())
+	body, mediaType, digest, err := r.manifest(ctx, ref.manifest())
 	if err != nil {
 		return notFound(ref, err)
 	}
@@ -117,22 +120,12 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 				return err
 			}
 			if mediaType != top.MediaType || int64(len(body)) != top.Size {
-				return fmt.Errorf("manifest %s is not the %s of %d bytes its index says", short(top.Digest), top.MediaType, top.Size)
+				return fmt.Errorf("manifest %s is not the %s of %d bytes its index says", short(top.Digest), clean(top.MediaType), top.Size)
 			}
 		}
 	}
 	if !isManifest(top.MediaType) {
-		return fmt.Errorf("the registry sent a %q: pull reads OCI and Docker v2 manifests and indexes only", top.MediaType)
-	}
-	var m struct {
-		Config descriptor   `json:"config"`
-		Layers []descriptor `json:"layers"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fmt.Errorf("manifest %s: %w", short(top.Digest), err)
-	}
-	if err := checkBlobs(m.Config, m.Layers); err != nil {
-		return err
+		return fmt.Errorf("the registry sent a %q: pull reads OCI and Docker v2 manifests and indexes only", clean(top.MediaType))
 	}
 	if top.MediaType != mediaManifest {
 		// A Docker manifest, written again as the OCI manifest it
@@ -143,11 +136,22 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 		}
 		top.MediaType, top.Digest, top.Size = mediaManifest, digestOf(body), int64(len(body))
 	}
+	// Read from the very bytes the layout will keep, as step13 reads them.
+	var m struct {
+		Config descriptor   `json:"config"`
+		Layers []descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return fmt.Errorf("manifest %s: %w", short(top.Digest), err)
+	}
+	if err := checkBlobs(m.Config, m.Layers); err != nil {
+		return err
+	}
 
-	// 3. The blobs, each checked as it streams in, into the layout; the
-	// manifest after what it names, and index.json last: a layout never
-	// names what it does not hold.
-	l, err := openLayout(dir)
+	// 3. The blobs, each checked as it streams in, into the layout: the
+	// config first, then the layers, the manifest after what it names,
+	// and index.json last: a layout never names what it does not hold.
+	l, err := openLayout(ctx, dir, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -155,28 +159,32 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 	var fetched, had int
 	var bytes int64
 	show := onTerminal(out)
-	for _, d := range append([]descriptor{m.Config}, m.Layers...) {
+	for i, d := range append([]descriptor{m.Config}, m.Layers...) {
 		if l.has(d) {
 			had++
-			continue
+		} else {
+			p := &progress{out: out, on: show, d: d, start: time.Now()}
+			if err := l.addBlob(d.Digest, func(w io.Writer) error { return r.blob(ctx, d, w, p.update) }); err != nil {
+				p.end(false)
+				return err
+			}
+			p.end(true)
+			fetched++
+			bytes += d.Size
 		}
-		p := &progress{out: out, on: show, d: d, start: time.Now()}
-		if err := l.addBlob(d.Digest, func(w io.Writer) error { return r.blob(ctx, d, w, p.update) }); err != nil {
-			p.end(false)
-			return err
-		}
-		p.end(true)
-		fetched++
-		bytes += d.Size
-	}
-	if top.Platform == nil {
-		// One manifest without an index: only its config says its platform.
-		if err := checkConfigPlatform(l, m.Config, want); err != nil {
-			return err
+		if i == 0 && top.Platform == nil {
+			// One manifest without an index: only its config says its
+			// platform, before any layer is fetched.
+			if err := checkConfigPlatform(l, m.Config, want); err != nil {
+				return err
+			}
 		}
 	}
 	if err := l.addBlob(top.Digest, func(w io.Writer) error { _, err := w.Write(body); return err }); err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
 	}
 	if err := l.tag(ref.name(), top); err != nil {
 		return err
@@ -253,7 +261,10 @@ func checkBlobs(config descriptor, layers []descriptor) error {
 			what = fmt.Sprintf("layer %d", i)
 		}
 		if !digestPattern.MatchString(d.Digest) || d.Size < 0 {
-			return fmt.Errorf("manifest: %s has digest %q and size %d: pull takes sha256 digests only", what, d.Digest, d.Size)
+			return fmt.Errorf("manifest: %s has digest %q and size %d: pull takes sha256 digests only", what, clean(d.Digest), d.Size)
+		}
+		if i == 0 && d.Size > maxJSON {
+			return fmt.Errorf("manifest: the config is %d bytes: more than %d MiB is no config", d.Size, maxJSON>>20)
 		}
 		switch {
 		case i == 0 && (d.MediaType == "application/vnd.oci.image.config.v1+json" ||
@@ -264,7 +275,7 @@ func checkBlobs(config descriptor, layers []descriptor) error {
 		case i > 0 && strings.HasSuffix(d.MediaType, "+zstd"):
 			return fmt.Errorf("%s is compressed with zstd, which step13 does not read: pull an image compressed with gzip", what)
 		default:
-			return fmt.Errorf("%s has media type %q, which pull does not know", what, d.MediaType)
+			return fmt.Errorf("%s has media type %q, which pull does not know", what, clean(d.MediaType))
 		}
 	}
 	return nil
@@ -323,30 +334,47 @@ func choosePlatform(index []byte, want platform) (descriptor, error) {
 			continue
 		}
 		if d.Platform.matches(want) {
-			if !digestPattern.MatchString(d.Digest) {
-				return descriptor{}, fmt.Errorf("index: %s's digest %q is not sha256", want, d.Digest)
+			if !digestPattern.MatchString(d.Digest) || d.Size < 0 || d.Size > maxJSON {
+				return descriptor{}, fmt.Errorf("index: %s's manifest, %q of %d bytes, is no sha256 digest of a manifest", want, clean(d.Digest), d.Size)
 			}
 			return d, nil
 		}
-		offered = append(offered, d.Platform.String())
+		offered = append(offered, clean(d.Platform.String()))
 	}
 	return descriptor{}, fmt.Errorf("no image for %s, only for %s: choose one with -platform", want, strings.Join(offered, ", "))
 }
 
 // checkConfigPlatform compares the platform a config names with want.
 func checkConfigPlatform(l *layout, config descriptor, want platform) error {
-	data, err := os.ReadFile(l.blobPath(config.Digest)) // checked as it came
-	if err != nil {
-		return err
+	data, ok := l.readSmall(config) // checked as it came, a moment ago
+	if !ok {
+		return fmt.Errorf("config %s: gone from the layout", short(config.Digest))
 	}
 	var p platform
 	if err := json.Unmarshal(data, &p); err != nil {
 		return fmt.Errorf("config %s: %w", short(config.Digest), err)
 	}
+	if p.OS == "" || p.Architecture == "" {
+		return fmt.Errorf("config %s names no platform (os and architecture)", short(config.Digest))
+	}
 	if !p.matches(want) {
-		return fmt.Errorf("the image is for %s only: pull it with -platform %s to keep it anyway", p, p)
+		return fmt.Errorf("the image is for %s only: pull it with -platform %s to keep it anyway", clean(p.String()), clean(p.String()))
 	}
 	return nil
+}
+
+// clean makes what a registry said safe to print in one line: control
+// characters (a new line, a terminal's escape) become '?'.
+func clean(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // progress shows a blob's download on a terminal, once it takes more than

@@ -2,8 +2,11 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"crypto/rand"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -39,7 +42,7 @@ type served struct {
 	addr   string // host:port of the registry
 }
 
-func serve(t *testing.T, img oci.Image, configure func(*testregistry.Server)) *served {
+func serve(t testing.TB, img oci.Image, configure func(*testregistry.Server)) *served {
 	t.Helper()
 	if img.Layers == nil {
 		noise := make([]byte, 512<<10)
@@ -156,6 +159,9 @@ func assertHoldsTheImage(t *testing.T, dir, tag string, s *served) {
 		got, err := os.ReadFile(oci.BlobPath(dir, d.Digest))
 		if assert.NoError(t, err, "blob %s is missing", d.Digest) {
 			assert.True(t, string(want) == string(got), "blob %s differs from the registry's", d.Digest)
+			info, err := os.Stat(oci.BlobPath(dir, d.Digest))
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o644), info.Mode(), "blob %s: readable by all, as skopeo writes it", d.Digest)
 		}
 	}
 	assertNoTemporaryFiles(t, dir)
@@ -209,7 +215,8 @@ func TestPullsThisMachinesPlatformFromAnIndex(t *testing.T) {
 	t.Run("a platform the index does not have", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "demo")
 		r := pullInto(t, dir, "-platform", "linux/s390x", s.ref("1"))
-		assertOneLine(t, r, "no image for linux/s390x, only for ")
+		// The attestation that the index lists too is no platform.
+		assertOneLine(t, r, "no image for linux/s390x, only for "+other+", "+thisPlatform().String()+": choose one with -platform\n")
 		assert.NoDirExists(t, dir, "nothing is written")
 	})
 }
@@ -385,7 +392,7 @@ func editManifest(t *testing.T, s *served, edit func(m map[string]any)) {
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(data, &m))
 	edit(m)
-	d, err := oci.WriteJSON(s.layout, oci.MediaManifest, m)
+	d, err := oci.WriteJSON(s.layout, m["mediaType"].(string), m)
 	require.NoError(t, err)
 	d.Annotations = map[string]string{oci.RefName: "1"}
 	require.NoError(t, oci.WriteIndex(s.layout, d))
@@ -526,6 +533,290 @@ func TestPullsByDigest(t *testing.T) {
 	require.Equal(t, 0, r.Status, r.Stderr)
 	assertHoldsTheImage(t, dir, digest, s)
 	assert.Contains(t, s.server.Requests(), "GET /v2/demo/manifests/"+digest)
+
+	t.Run("a tag and a digest: the digest wins", func(t *testing.T) {
+		_, err := oci.WriteImage(s.layout, oci.Image{Layers: []oci.Layer{{file("two", "2")}}, Tag: "2"})
+		require.NoError(t, err)
+		dir := filepath.Join(t.TempDir(), "demo")
+		before := len(s.server.Requests())
+		r := pullInto(t, dir, s.addr+"/demo:2@"+digest)
+		require.Equal(t, 0, r.Status, r.Stderr)
+		assertHoldsTheImage(t, dir, "2", s)
+		assert.NotContains(t, s.server.Requests()[before:], "GET /v2/demo/manifests/2")
+	})
+
+	t.Run("a manifest that is not the digest", func(t *testing.T) {
+		s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+			s.OmitDigest = true // the registry's word is not there to give it away
+			s.Tamper = func(d string, data []byte) []byte {
+				if strings.Contains(string(data), `"layers"`) {
+					return []byte(strings.Replace(string(data), `"layers"`, `"layers" `, 1))
+				}
+				return data
+			}
+		})
+		dir := filepath.Join(t.TempDir(), "demo")
+		assertOneLine(t, pullInto(t, dir, s.addr+"/demo@"+s.image.Manifest.Digest), "hashes to")
+		assert.NoDirExists(t, dir)
+	})
+}
+
+func TestAnIndexThatLiesAboutItsManifestIsRefused(t *testing.T) {
+	s := serve(t, oci.Image{Platforms: []string{thisPlatform().String()}}, nil)
+	// The index says the manifest is a byte longer than it is.
+	data, err := os.ReadFile(oci.BlobPath(s.layout, s.image.Entry.Digest))
+	require.NoError(t, err)
+	var index map[string]any
+	require.NoError(t, json.Unmarshal(data, &index))
+	for _, m := range index["manifests"].([]any) {
+		if m.(map[string]any)["digest"] == s.image.Manifest.Digest {
+			m.(map[string]any)["size"] = s.image.Manifest.Size + 1
+		}
+	}
+	d, err := oci.WriteJSON(s.layout, oci.MediaIndex, index)
+	require.NoError(t, err)
+	d.Annotations = map[string]string{oci.RefName: "1"}
+	require.NoError(t, oci.WriteIndex(s.layout, d))
+	dir := filepath.Join(t.TempDir(), "demo")
+	assertOneLine(t, pullInto(t, dir, s.ref("1")), "is not the application/vnd.oci.image.manifest.v1+json of")
+	assert.NoDirExists(t, dir)
+}
+
+func TestAnImageOfAnotherPlatformIsRefusedBeforeItsLayers(t *testing.T) {
+	s := serve(t, oci.Image{}, nil) // one manifest, no index: its config says linux/GOARCH
+	dir := filepath.Join(t.TempDir(), "demo")
+	assertOneLine(t, pullInto(t, dir, "-platform", "linux/s390x", s.ref("1")),
+		"the image is for "+thisPlatform().String()+" only: pull it with -platform "+thisPlatform().String()+" to keep it anyway")
+	assert.Equal(t, []string{"GET /v2/demo/blobs/" + s.image.Config.Digest}, s.blobs(), "the config, and no layer")
+	assert.Empty(t, tags(t, dir))
+}
+
+func TestDigestsThatAreNoFileNamesAreRefused(t *testing.T) {
+	outside := t.TempDir()
+	bad := "sha256:../../../../../../../../.." + outside + "/x"
+	for name, edit := range map[string]func(m map[string]any){
+		"a layer's":  func(m map[string]any) { m["layers"].([]any)[0].(map[string]any)["digest"] = bad },
+		"the config": func(m map[string]any) { m["config"].(map[string]any)["digest"] = bad },
+		"another algorithm": func(m map[string]any) {
+			m["layers"].([]any)[0].(map[string]any)["digest"] = "sha512:" + strings.Repeat("ab", 64)
+		},
+		"a negative size": func(m map[string]any) { m["layers"].([]any)[0].(map[string]any)["size"] = -1 },
+		"a config of 1 GiB": func(m map[string]any) {
+			m["config"].(map[string]any)["size"] = 1 << 30
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := serve(t, oci.Image{}, nil)
+			editManifest(t, s, edit)
+			dir := filepath.Join(t.TempDir(), "demo")
+			r := pullInto(t, dir, s.ref("1"))
+			assertOneLine(t, r, "manifest: ")
+			assert.NoDirExists(t, dir)
+			assert.Empty(t, s.blobs())
+			entries, _ := os.ReadDir(outside)
+			assert.Empty(t, entries)
+		})
+	}
+}
+
+func TestHTTPSOnlyOffTheLoopback(t *testing.T) {
+	// pull refuses before it dials: no packet leaves. As root the tests
+	// run in a network namespace of their own even so.
+	steptest.RequireRoot(t)
+	t.Run("an auth server on plain HTTP elsewhere", func(t *testing.T) {
+		s := serve(t, oci.Image{}, nil)
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="http://192.0.2.1/token",service="x"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		}))
+		t.Cleanup(ts.Close)
+		_ = s
+		dir := filepath.Join(t.TempDir(), "demo")
+		assertOneLine(t, pullInto(t, dir, strings.TrimPrefix(ts.URL, "http://")+"/demo:1"), `names an auth server pull will not use: "http://192.0.2.1/token"`)
+	})
+	t.Run("a blob redirected to plain HTTP elsewhere", func(t *testing.T) {
+		s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+			s.Redirect = func(string) string { return "http://192.0.2.1:1/blob" }
+		})
+		dir := filepath.Join(t.TempDir(), "demo")
+		assertOneLine(t, pullInto(t, dir, s.ref("1")), "redirected to http://192.0.2.1:1/blob: refused, HTTPS only off the loopback")
+		assert.Empty(t, tags(t, dir))
+	})
+}
+
+func TestTheTokenGoesToTheRegistryOnly(t *testing.T) {
+	// A blob redirected to another server, on another port of the same
+	// host (as to a CDN): it gets no token.
+	var authorization atomic.Value
+	authorization.Store("none asked")
+	var cdn *testregistry.Server
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authorization.Store(r.Header.Get("Authorization"))
+		cdn.ServeHTTP(w, r)
+	}))
+	t.Cleanup(other.Close)
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+		s.Token = true
+		s.Redirect = func(d string) string { return other.URL + "/v2/demo/blobs/" + d }
+	})
+	cdn = &testregistry.Server{Layouts: s.server.Layouts}
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	assert.Equal(t, "", authorization.Load(), "the other server got the registry's token")
+}
+
+func TestATokenThatExpiresIsRenewed(t *testing.T) {
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Token, s.TokenUses = true, 2 })
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+	tokens := 0
+	for _, req := range s.server.Requests() {
+		if req == "GET /token" {
+			tokens++
+		}
+	}
+	assert.Equal(t, 3, tokens, "two requests to a token: the probe and the manifest, the config and a layer, the last layer")
+}
+
+func TestAStalledRegistryIsGivenUpOn(t *testing.T) {
+	t.Setenv("CONTAINERS_FROM_SCRATCH_PULL_STALL", "1s")
+	var target target
+	for name, configure := range map[string]func(s *testregistry.Server){
+		"a manifest that stops half-way": func(s *testregistry.Server) { s.Stall = target.is },
+		"a layer that stops half-way":    func(s *testregistry.Server) { s.Stall = target.is },
+		// 32 KiB every 0.7 s: bytes keep coming, but less than 64 KiB a second.
+		"a layer that trickles": func(s *testregistry.Server) { s.Pace = target.pace(700 * time.Millisecond) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := serve(t, oci.Image{}, configure)
+			if strings.HasPrefix(name, "a manifest") {
+				target.set(s.image.Manifest.Digest)
+			} else {
+				target.set(s.image.Layers[0].Digest)
+			}
+			dir := filepath.Join(t.TempDir(), "demo")
+			r := pullInto(t, dir, s.ref("1"))
+			if strings.HasPrefix(name, "a manifest") {
+				assertOneLine(t, r, "sent no whole answer in 1s")
+			} else {
+				assertOneLine(t, r, "less than 64 KiB came in 1s")
+			}
+			assertNoTemporaryFiles(t, dir)
+		})
+	}
+}
+
+func TestABlobThatDoesNotEndIsCutAtItsSize(t *testing.T) {
+	var endless target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Endless = endless.is })
+	endless.set(s.image.Layers[1].Digest)
+	dir := filepath.Join(t.TempDir(), "demo")
+	assertOneLine(t, pullInto(t, dir, s.ref("1")), "the registry sent")
+	assert.Empty(t, tags(t, dir))
+	assertNoTemporaryFiles(t, dir)
+}
+
+func TestAManifestLargerThan4MiBIsRefused(t *testing.T) {
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+		s.Tamper = func(d string, data []byte) []byte {
+			if strings.Contains(string(data), `"layers"`) {
+				return append(data, make([]byte, 4<<20)...)
+			}
+			return data
+		}
+	})
+	dir := filepath.Join(t.TempDir(), "demo")
+	assertOneLine(t, pullInto(t, dir, s.ref("1")), "is larger than 4 MiB")
+}
+
+func TestADockerManifestListIsAnIndex(t *testing.T) {
+	s := serve(t, oci.Image{Platforms: []string{thisPlatform().String()}}, nil)
+	data, err := os.ReadFile(oci.BlobPath(s.layout, s.image.Entry.Digest))
+	require.NoError(t, err)
+	var index map[string]any
+	require.NoError(t, json.Unmarshal(data, &index))
+	const list = "application/vnd.docker.distribution.manifest.list.v2+json"
+	index["mediaType"] = list
+	d, err := oci.WriteJSON(s.layout, list, index)
+	require.NoError(t, err)
+	d.Annotations = map[string]string{oci.RefName: "1"}
+	require.NoError(t, oci.WriteIndex(s.layout, d))
+	dir := filepath.Join(t.TempDir(), "demo")
+	r := pullInto(t, dir, s.ref("1"))
+	require.Equal(t, 0, r.Status, r.Stderr)
+	assertHoldsTheImage(t, dir, "1", s)
+}
+
+func TestWhatTheRegistrySaysIsPrintedInOneLine(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errors":[{"code":"NAME_UNKNOWN","message":"nope\n\u001b[1A\u001b[2K\rpull: fetched 3 blobs, all fine"}]}`))
+	}))
+	t.Cleanup(ts.Close)
+	r := pullInto(t, filepath.Join(t.TempDir(), "demo"), strings.TrimPrefix(ts.URL, "http://")+"/demo:1")
+	assertOneLine(t, r, "nope??[1A?[2K?pull: fetched 3 blobs, all fine")
+	assert.NotContains(t, r.Stderr, "\x1b")
+}
+
+func TestAKilledPullsLayoutIsPickedUpAgain(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	// What a pull killed at each point of making a new layout leaves.
+	for name, files := range map[string][]string{
+		"while writing oci-layout":         {".pull-1"},
+		"before index.json":                {"oci-layout"},
+		"while writing index.json":         {"oci-layout", ".pull-2"},
+		"after, in a layout with an image": {"oci-layout", "index.json", ".pull-3"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			for _, f := range files {
+				content := ""
+				switch f {
+				case "oci-layout":
+					content = `{"imageLayoutVersion":"1.0.0"}`
+				case "index.json":
+					content = `{"schemaVersion":2,"manifests":[]}`
+				}
+				require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte(content), 0o644))
+			}
+			r := pullInto(t, dir, s.ref("1"))
+			require.Equal(t, 0, r.Status, r.Stderr)
+			assertHoldsTheImage(t, dir, "1", s)
+		})
+	}
+}
+
+func TestCtrlCStopsAPullWaitingForTheLayout(t *testing.T) {
+	var slow target
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) { s.Pace = slow.pace(100 * time.Millisecond) })
+	slow.set(s.image.Layers[0].Digest)
+	dir := filepath.Join(t.TempDir(), "demo")
+	first := tool.Command(t, "-o", dir, s.ref("1"))
+	require.NoError(t, first.Start())
+	waitForTemporaryFile(t, dir)
+
+	second := tool.Command(t, "-o", dir, s.ref("1"))
+	stderr, err := second.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, second.Start())
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "pull: waiting for another pull into "+dir+"\n", line)
+	require.NoError(t, second.Process.Signal(syscall.SIGINT))
+	rest, _ := io.ReadAll(stderr)
+	err = second.Wait()
+	assert.Error(t, err, "an interrupted pull fails")
+	assert.Equal(t, "pull: "+s.ref("1")+": interrupted\n", string(rest))
+	assert.NoError(t, first.Wait())
+	assertHoldsTheImage(t, dir, "1", s)
 }
 
 func TestReadsReferencesAsDockerDoes(t *testing.T) {
@@ -553,3 +844,21 @@ func TestReadsReferencesAsDockerDoes(t *testing.T) {
 }
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestChoosesThePlatformsVariant(t *testing.T) {
+	index := []byte(`{"manifests":[
+		{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":{"os":"linux","architecture":"arm","variant":"v6"}},
+		{"digest":"sha256:` + strings.Repeat("2", 64) + `","platform":{"os":"linux","architecture":"arm","variant":"v7"}},
+		{"digest":"sha256:` + strings.Repeat("3", 64) + `","platform":{"os":"linux","architecture":"arm64"}},
+		{"digest":"sha256:` + strings.Repeat("4", 64) + `","platform":{"os":"unknown","architecture":"unknown"}}]}`)
+	for want, digit := range map[string]string{"linux/arm/v7": "2", "linux/arm/v6": "1", "linux/arm": "1", "linux/arm64/v8": "3", "linux/arm64": "3"} {
+		p, err := parsePlatform(want)
+		require.NoError(t, err)
+		d, err := choosePlatform(index, p)
+		if assert.NoError(t, err, want) {
+			assert.Equal(t, "sha256:"+strings.Repeat(digit, 64), d.Digest, want)
+		}
+	}
+	_, err := choosePlatform(index, platform{OS: "linux", Architecture: "arm", Variant: "v8"})
+	assert.EqualError(t, err, "no image for linux/arm/v8, only for linux/arm/v6, linux/arm/v7, linux/arm64: choose one with -platform")
+}

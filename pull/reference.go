@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -89,18 +90,36 @@ func (r reference) name() string {
 	return r.digest
 }
 
+// manifest is what to ask the registry for: the digest when there is one
+// (it pins the image, whatever the tag means today), or the tag.
+func (r reference) manifest() string {
+	if r.digest != "" {
+		return r.digest
+	}
+	return r.tag
+}
+
 // loopback reports whether the registry is on this machine, where Docker
 // speaks plain HTTP to it: nothing it says crosses a network.
-func (r reference) loopback() bool {
-	host := r.host
+func (r reference) loopback() bool { return onLoopback(r.host) }
+
+// onLoopback reports whether host[:port] is this machine's loopback.
+func onLoopback(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// plainHTTPAllowed reports whether a URL may be fetched: HTTPS anywhere,
+// plain HTTP on the loopback only, where nothing crosses a network.
+func plainHTTPAllowed(u *url.URL) bool {
+	return u.Scheme == "https" || (u.Scheme == "http" && onLoopback(u.Host))
 }
 
 // base is the URL the registry's API lives under.

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -38,8 +39,18 @@ const (
 	mediaIndex    = "application/vnd.oci.image.index.v1+json"
 	mediaManifest = "application/vnd.oci.image.manifest.v1+json"
 	maxJSON       = 4 << 20 // a manifest or a token is small: more is a broken or hostile registry
-	stallAfter    = 60 * time.Second
 )
+
+// stallAfter is how long pull waits for the next bytes of a blob. The tests
+// shorten it through the environment.
+var stallAfter = stallTime()
+
+func stallTime() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("CONTAINERS_FROM_SCRATCH_PULL_STALL")); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}
 
 // A registry is one repository of one registry, as its client sees it.
 type registry struct {
@@ -65,8 +76,13 @@ func newRegistry(ref reference, trace io.Writer) *registry {
 		if len(via) >= 10 {
 			return errors.New("more than 10 redirects")
 		}
-		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-			return fmt.Errorf("redirected from HTTPS to %s: refused", req.URL.Redacted())
+		if !plainHTTPAllowed(req.URL) {
+			return fmt.Errorf("redirected to %s: refused, HTTPS only off the loopback", req.URL.Redacted())
+		}
+		// The token is the registry's: Go keeps it for the same host name
+		// on another port, pull does not.
+		if req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
+			req.Header.Del("Authorization")
 		}
 		return nil
 	}}
@@ -146,6 +162,9 @@ func unanswered(ref reference, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return errors.New("interrupted")
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the registry %s sent no whole answer in %v", ref.host, stallAfter)
+	}
 	return fmt.Errorf("the registry %s does not answer: %w", ref.host, err)
 }
 
@@ -161,7 +180,7 @@ func readError(resp *http.Response) error {
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &answer) == nil && len(answer.Errors) > 0 {
-		e.code, e.detail = answer.Errors[0].Code, answer.Errors[0].Message
+		e.code, e.detail = clean(answer.Errors[0].Code), clean(answer.Errors[0].Message)
 	}
 	return e
 }
@@ -170,14 +189,16 @@ func readError(resp *http.Response) error {
 // challenge names: WWW-Authenticate: Bearer realm="https://auth.docker.io/token",
 // service="registry.docker.io",scope="repository:library/alpine:pull".
 func (r *registry) login(ctx context.Context, challenge string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, stallAfter)
+	defer cancel()
 	scheme, params, _ := strings.Cut(challenge, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", fmt.Errorf("the registry %s asks for a login (%s): pull fetches public images only", r.ref.host, scheme)
 	}
 	p := challengeParams(params)
 	realm, err := url.Parse(p["realm"])
-	if err != nil || realm.Host == "" || (realm.Scheme != "https" && !(realm.Scheme == "http" && r.ref.loopback())) {
-		return "", fmt.Errorf("the registry %s names an auth server pull will not use: %q (HTTPS only)", r.ref.host, p["realm"])
+	if err != nil || realm.Host == "" || !plainHTTPAllowed(realm) {
+		return "", fmt.Errorf("the registry %s names an auth server pull will not use: %q (HTTPS only off the loopback)", r.ref.host, p["realm"])
 	}
 	q := realm.Query()
 	if p["service"] != "" {
@@ -196,7 +217,10 @@ func (r *registry) login(ctx context.Context, challenge string) (string, error) 
 	}
 	resp, err := r.do(req)
 	if err != nil {
-		return "", unanswered(reference{host: realm.Host}, err)
+		if errors.Is(err, context.Canceled) {
+			return "", errors.New("interrupted")
+		}
+		return "", fmt.Errorf("the auth server %s does not answer: %w", realm.Host, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("the auth server %s gave no token: %w", realm.Host, readError(resp))
@@ -207,6 +231,9 @@ func (r *registry) login(ctx context.Context, challenge string) (string, error) 
 		AccessToken string `json:"access_token"` // OAuth's name for it; some servers send only this
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSON)).Decode(&answer); err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("the auth server %s sent no whole answer in %v", realm.Host, stallAfter)
+		}
 		return "", fmt.Errorf("the auth server %s: its answer is not a token: %w", realm.Host, err)
 	}
 	if answer.Token == "" {
@@ -247,6 +274,8 @@ func challengeParams(s string) map[string]string {
 // by tag, the digest is theirs (the registry's Docker-Content-Digest must
 // agree).
 func (r *registry) manifest(ctx context.Context, ref string) (body []byte, mediaType, digest string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, stallAfter) // a manifest is small: it comes whole, or not at all
+	defer cancel()
 	resp, err := r.get(ctx, "/v2/"+r.ref.path+"/manifests/"+ref, manifestTypes...)
 	if err != nil {
 		return nil, "", "", err
@@ -254,7 +283,7 @@ func (r *registry) manifest(ctx context.Context, ref string) (body []byte, media
 	defer resp.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, maxJSON+1))
 	if err != nil {
-		return nil, "", "", unanswered(r.ref, err)
+		return nil, "", "", fmt.Errorf("manifest %s: %w", ref, unanswered(r.ref, err))
 	}
 	if len(body) > maxJSON {
 		return nil, "", "", fmt.Errorf("manifest %s is larger than %d MiB", ref, maxJSON>>20)
@@ -264,18 +293,24 @@ func (r *registry) manifest(ctx context.Context, ref string) (body []byte, media
 		return nil, "", "", fmt.Errorf("manifest %s: the registry sent one that hashes to %s", ref, digest)
 	}
 	if said := resp.Header.Get("Docker-Content-Digest"); said != "" && said != digest {
-		return nil, "", "", fmt.Errorf("manifest %s: the registry says its digest is %s, but it hashes to %s", ref, said, digest)
+		return nil, "", "", fmt.Errorf("manifest %s: the registry says its digest is %q, but it hashes to %s", ref, clean(said), digest)
 	}
-	// The media type is the response's Content-Type; the body repeats it
-	// in its own mediaType (the distribution spec asks registries for both).
+	// The media type is the response's Content-Type, and the body says it
+	// again in its mediaType. A server that knows no better (a plain file
+	// server, a proxy) may send application/octet-stream: then the body's
+	// word is taken; two manifest types that disagree are refused.
 	mediaType, _, _ = strings.Cut(resp.Header.Get("Content-Type"), ";")
+	mediaType = strings.TrimSpace(mediaType)
 	var inBody struct {
 		MediaType string `json:"mediaType"`
 	}
 	if json.Unmarshal(body, &inBody) == nil && inBody.MediaType != "" && inBody.MediaType != mediaType {
+		if isIndex(mediaType) || isManifest(mediaType) {
+			return nil, "", "", fmt.Errorf("manifest %s: the registry says it is a %s, its body says %q", ref, mediaType, clean(inBody.MediaType))
+		}
 		mediaType = inBody.MediaType
 	}
-	return body, strings.TrimSpace(mediaType), digest, nil
+	return body, mediaType, digest, nil
 }
 
 // blob streams the blob of d into w, checking its size and its sha256 as
@@ -284,15 +319,18 @@ func (r *registry) manifest(ctx context.Context, ref string) (body []byte, media
 func (r *registry) blob(ctx context.Context, d descriptor, w io.Writer, progress func(n int64)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stall := time.AfterFunc(stallAfter, func() { cancel(fmt.Errorf("nothing came for %v", stallAfter)) })
+	// The registry must keep sending: 64 KiB a minute at least, or the
+	// rest of the blob. A byte now and then (slowloris) is not enough.
+	stall := time.AfterFunc(stallAfter, func() { cancel(fmt.Errorf("less than 64 KiB came in %v", stallAfter)) })
 	defer stall.Stop()
+	var sinceReset int64
 
 	resp, err := r.get(ctx, "/v2/"+r.ref.path+"/blobs/"+d.Digest)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return fmt.Errorf("the registry %s: %w", r.ref.host, cause)
+			err = cause
 		}
-		return err
+		return fmt.Errorf("blob %s: %w", short(d.Digest), err)
 	}
 	defer resp.Body.Close()
 	hash := sha256.New()
@@ -303,7 +341,10 @@ func (r *registry) blob(ctx context.Context, d descriptor, w io.Writer, progress
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			stall.Reset(stallAfter)
+			if sinceReset += int64(n); sinceReset >= 64<<10 {
+				stall.Reset(stallAfter)
+				sinceReset = 0
+			}
 			hash.Write(buf[:n])
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr

@@ -57,7 +57,11 @@ func serve(addr string, token bool, layouts []string) error {
 		if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
 			return fmt.Errorf("%s: not an image layout (no index.json)", dir)
 		}
-		s.Layouts[filepath.Base(filepath.Clean(dir))] = dir
+		name := filepath.Base(filepath.Clean(dir))
+		if _, twice := s.Layouts[name]; twice {
+			return fmt.Errorf("two layouts named %s: a repository's name is its folder's", name)
+		}
+		s.Layouts[name] = dir
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -42,6 +42,11 @@ func TestListensOnTheLoopbackOnly(t *testing.T) {
 	r := tool.Exec(t, t.TempDir())
 	assert.Equal(t, 1, r.Status)
 	assert.Contains(t, r.Stderr, "not an image layout (no index.json)")
+	other := filepath.Join(t.TempDir(), "demo")
+	_, err = oci.WriteImage(other, oci.Image{Layers: []oci.Layer{{}}, Tag: "1"})
+	require.NoError(t, err)
+	r = tool.Exec(t, layout, other)
+	assert.Equal(t, "registry: two layouts named demo: a repository's name is its folder's\n", r.Stderr)
 }
 
 func TestServesTheLayoutsTagsAndBlobs(t *testing.T) {
@@ -64,6 +69,7 @@ func TestServesTheLayoutsTagsAndBlobs(t *testing.T) {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 		require.NoError(t, err)
+		req.Header.Set("Accept", oci.MediaManifest)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -93,6 +99,14 @@ func TestServesTheLayoutsTagsAndBlobs(t *testing.T) {
 	resp, body = get("/v2/demo/blobs/"+img.Layers[0].Digest, answer.Token)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, img.Layers[0].Digest, oci.Digest([]byte(body)))
+
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/demo/manifests/1", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+answer.Token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "a manifest of a type the request does not accept")
 
 	for path, code := range map[string]string{
 		"/v2/demo/manifests/2":                      "MANIFEST_UNKNOWN",

@@ -29,19 +29,30 @@ type Server struct {
 	// this server, which gives one to anyone for pulling.
 	Token bool
 
-	// For tests: Tamper, when set, may change the bytes of a blob or
-	// manifest served for a digest; Drop, when it reports true, makes the
-	// server send half the blob and close the connection; Pace, when it
-	// returns more than 0, is the pause after each 32 KiB it sends.
-	Tamper func(digest string, data []byte) []byte
-	Drop   func(digest string) bool
-	Pace   func(digest string) time.Duration
+	// TokenUses, when more than 0, is how many requests a token is good
+	// for: then the registry asks for a new one, as Docker Hub's expire.
+	TokenUses int
+
+	// For tests, each given the digest of what is served (a manifest's or
+	// a blob's): Tamper may change its bytes; Drop, when it reports true,
+	// makes the server send half of them and close the connection; Stall,
+	// half of them and then nothing; Endless, all of them and then zeros
+	// without end; Pace, when more than 0, is the pause after each 32 KiB
+	// sent; Redirect, when it returns a URL, sends a blob's request there.
+	// OmitDigest leaves out the Docker-Content-Digest header.
+	Tamper     func(digest string, data []byte) []byte
+	Drop       func(digest string) bool
+	Stall      func(digest string) bool
+	Endless    func(digest string) bool
+	Pace       func(digest string) time.Duration
+	Redirect   func(digest string) string
+	OmitDigest bool
 
 	mu       sync.Mutex
 	requests []string
+	tokens   map[string]int // each token given, and the requests it is still good for
+	issued   int
 }
-
-const token = "anonymous-pull-token"
 
 var digestPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 
@@ -63,7 +74,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == "/token" {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"token": token, "expires_in": 300})
+		json.NewEncoder(w).Encode(map[string]any{"token": s.newToken(), "expires_in": 300})
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v2/")
@@ -79,7 +90,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	if s.Token && r.Header.Get("Authorization") != "Bearer "+token {
+	if s.Token && !s.validToken(r.Header.Get("Authorization")) {
 		challenge := fmt.Sprintf(`Bearer realm="http://%s/token",service="cfs-registry"`, r.Host)
 		if name != "" {
 			challenge += fmt.Sprintf(`,scope="repository:%s:pull"`, name)
@@ -105,6 +116,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !digestPattern.MatchString(ref) {
 		fail(w, http.StatusBadRequest, "DIGEST_INVALID", "a digest is sha256:HEX")
 		return
+	}
+	if s.Redirect != nil {
+		if to := s.Redirect(ref); to != "" {
+			http.Redirect(w, r, to, http.StatusTemporaryRedirect)
+			return
+		}
 	}
 	data, err := os.ReadFile(blobPath(dir, ref))
 	if err != nil {
@@ -152,6 +169,12 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, dir, ref strin
 		json.Unmarshal(data, &m)
 		mediaType = m.MediaType
 	}
+	// As the reference registry does: a client that does not list the
+	// manifest's type in Accept does not get it.
+	if !strings.Contains(r.Header.Get("Accept"), mediaType) {
+		fail(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "the manifest is a "+mediaType+", which the request does not accept")
+		return
+	}
 	s.send(w, r, mediaType, digest, data)
 }
 
@@ -161,8 +184,13 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, mediaType, digest 
 		data = s.Tamper(digest, data)
 	}
 	w.Header().Set("Content-Type", mediaType)
-	w.Header().Set("Docker-Content-Digest", digest)
-	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+	if !s.OmitDigest {
+		w.Header().Set("Docker-Content-Digest", digest)
+	}
+	endless := s.Endless != nil && s.Endless(digest)
+	if !endless {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+	}
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -170,6 +198,22 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, mediaType, digest 
 		w.Write(data[:len(data)/2])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the connection is closed mid-body
+	}
+	if s.Stall != nil && s.Stall(digest) {
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
+	}
+	if endless {
+		w.Write(data)
+		zeros := make([]byte, 32<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(zeros); err != nil {
+				return
+			}
+		}
+		return
 	}
 	if s.Pace != nil {
 		if pause := s.Pace(digest); pause > 0 {
@@ -190,6 +234,38 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, mediaType, digest 
 		}
 	}
 	w.Write(data)
+}
+
+// newToken gives a token, good for TokenUses requests (or all).
+func (s *Server) newToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.issued++
+	t := fmt.Sprintf("anonymous-pull-token-%d", s.issued)
+	if s.tokens == nil {
+		s.tokens = map[string]int{}
+	}
+	s.tokens[t] = s.TokenUses
+	return t
+}
+
+// validToken reports whether an Authorization header holds a token still
+// good, and counts the request against it.
+func (s *Server) validToken(header string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := strings.CutPrefix(header, "Bearer ")
+	uses, given := s.tokens[t]
+	if !ok || !given {
+		return false
+	}
+	if s.TokenUses > 0 {
+		if uses == 0 {
+			return false
+		}
+		s.tokens[t] = uses - 1
+	}
+	return true
 }
 
 // fail answers with the distribution API's error body.
