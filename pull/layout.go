@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -88,7 +89,7 @@ func (l *layout) prepare() error {
 	var marker struct {
 		Version string `json:"imageLayoutVersion"`
 	}
-	data, err := os.ReadFile(filepath.Join(l.dir, "oci-layout"))
+	data, err := readSmallFile(filepath.Join(l.dir, "oci-layout"))
 	if err == nil {
 		err = json.Unmarshal(data, &marker)
 	}
@@ -111,6 +112,9 @@ func (l *layout) prepare() error {
 			return err
 		}
 	}
+	if _, _, err := l.readIndex(); err != nil {
+		return err
+	}
 	return os.MkdirAll(filepath.Join(l.dir, "blobs", "sha256"), 0o755)
 }
 
@@ -120,18 +124,38 @@ func (l *layout) blobPath(digest string) string {
 	return filepath.Join(l.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
 
-// openBlob opens a blob the layout has: a regular file, not through a
-// link, never waiting (a FIFO put there would hang pull).
+// openBlob opens a blob the layout has.
 func (l *layout) openBlob(digest string) (*os.File, error) {
-	f, err := os.OpenFile(l.blobPath(digest), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	return openRegular(l.blobPath(digest))
+}
+
+// openRegular opens a file of the layout: a regular file, not through a
+// link, never waiting (a FIFO put there would hang pull).
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("blob %s is not a regular file", short(digest))
+		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	return f, nil
+}
+
+// readSmallFile reads a file of the layout's own (oci-layout,
+// index.json): a regular file of at most maxJSON bytes.
+func readSmallFile(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxJSON+1))
+	if err == nil && len(data) > maxJSON {
+		err = fmt.Errorf("%s is larger than %d MiB", path, maxJSON>>20)
+	}
+	return data, err
 }
 
 // has reports whether the layout holds the blob of d, whole and unchanged:
@@ -209,18 +233,33 @@ func (l *layout) addTo(path string, write func(w io.Writer) error) error {
 	return os.Rename(f.Name(), path)
 }
 
+// readIndex reads index.json, to be kept as it is but for a tag: its
+// numbers as they are written, its list of manifests.
+func (l *layout) readIndex() (map[string]any, []any, error) {
+	data, err := readSmallFile(filepath.Join(l.dir, "index.json"))
+	var index map[string]any
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		err = dec.Decode(&index)
+	}
+	entries, isList := index["manifests"].([]any)
+	if err == nil && (index == nil || (!isList && index["manifests"] != nil)) {
+		err = errors.New("not an image index")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/index.json: %w: pull leaves it as it is", l.dir, err)
+	}
+	return index, entries, nil
+}
+
 // tag points name at the manifest d in index.json, replacing what the name
 // pointed to before and keeping every other entry as it was.
 func (l *layout) tag(name string, d descriptor) error {
-	data, err := os.ReadFile(filepath.Join(l.dir, "index.json"))
+	index, entries, err := l.readIndex()
 	if err != nil {
 		return err
 	}
-	var index map[string]any
-	if err := json.Unmarshal(data, &index); err != nil {
-		return fmt.Errorf("%s/index.json: %w", l.dir, err)
-	}
-	entries, _ := index["manifests"].([]any)
 	kept := []any{}
 	for _, e := range entries {
 		if m, ok := e.(map[string]any); ok {

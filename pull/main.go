@@ -26,6 +26,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -98,16 +100,23 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 
 	// 1. The probe. A registry answers 200, or 401 with a challenge that
 	// names the auth server to get a token from (get gets it).
-	resp, err := r.get(ctx, "/v2/")
+	probe, cancel := context.WithTimeout(ctx, stallAfter)
+	resp, err := r.get(probe, "/v2/")
+	if err == nil {
+		resp.Body.Close()
+	}
+	cancel()
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
 
 	// 2. The tag's manifest, or its index: one manifest per platform.
 	body, mediaType, digest, err := r.manifest(ctx, ref.manifest())
 	if err != nil {
 		return notFound(ref, err)
+	}
+	if err := unambiguous(body); err != nil {
+		return fmt.Errorf("manifest %s: %w", clean(ref.manifest()), err)
 	}
 	top := descriptor{MediaType: mediaType, Digest: digest, Size: int64(len(body))}
 	if isIndex(mediaType) {
@@ -122,6 +131,9 @@ func pull(ctx context.Context, r *registry, dir string, want platform, out *os.F
 			if mediaType != top.MediaType || int64(len(body)) != top.Size {
 				return fmt.Errorf("manifest %s is not the %s of %d bytes its index says", short(top.Digest), clean(top.MediaType), top.Size)
 			}
+		}
+		if err := unambiguous(body); err != nil {
+			return fmt.Errorf("manifest %s: %w", short(top.Digest), err)
 		}
 	}
 	if !isManifest(top.MediaType) {
@@ -217,8 +229,58 @@ func notFound(ref reference, err error) error {
 	return err
 }
 
+// unambiguous refuses JSON that two readers could read two ways: an
+// object with a key twice, or with two keys that differ only in case
+// ("layers" and "LAYERS", or "layerſ"). Go's encoding/json takes the last
+// that matches a field, whatever its case; another reader may take the
+// first, or only the exact one, and see other layers under the same digest.
+func unambiguous(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var walk func() error
+	walk = func() error {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'):
+			var keys []string
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key := k.(string)
+				for _, other := range keys {
+					if strings.EqualFold(key, other) {
+						return fmt.Errorf("keys %q and %q in one object: which one counts depends on who reads it", clean(other), clean(key))
+					}
+				}
+				keys = append(keys, key)
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // }
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ]
+			return err
+		}
+		return nil
+	}
+	return walk()
+}
+
 // dockerToOCI rewrites a Docker v2 manifest as an OCI one: the same
-// config and layers, under the OCI names of their media types.
+// config and layers, under the OCI names of their media types. The
+// manifest is unambiguous: read as a map and written again, it says what
+// it said.
 func dockerToOCI(body []byte) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -311,13 +373,23 @@ func parsePlatform(s string) (platform, error) {
 // matches reports whether an image for p runs where want is asked for. An
 // arm64 image with no variant is a v8 one.
 func (p platform) matches(want platform) bool {
-	variant := p.Variant
-	if variant == "" && p.Architecture == "arm64" {
-		variant = "v8"
+	variant, wanted := p.Variant, want.Variant
+	if p.Architecture == "arm64" {
+		// Docker's rule: arm64 is v8 unless it says otherwise, which
+		// this machine may not run.
+		if variant == "" {
+			variant = "v8"
+		}
+		if wanted == "" {
+			wanted = "v8"
+		}
 	}
 	return p.OS == want.OS && p.Architecture == want.Architecture &&
-		(want.Variant == "" || variant == want.Variant)
+		(wanted == "" || variant == wanted)
 }
+
+// platformWord is what an OS, architecture or variant is made of.
+var platformWord = regexp.MustCompile(`^[a-z0-9._-]{1,32}$`)
 
 // choosePlatform picks want's manifest from an index. Other entries, such
 // as the attestations BuildKit adds (platform unknown/unknown), are left.
@@ -334,6 +406,11 @@ func choosePlatform(index []byte, want platform) (descriptor, error) {
 			continue
 		}
 		if d.Platform.matches(want) {
+			// The platform goes into index.json as it is: plain words only.
+			if !platformWord.MatchString(d.Platform.Variant) && d.Platform.Variant != "" {
+				return descriptor{}, fmt.Errorf("index: %s's variant %q is no platform's", want, clean(d.Platform.Variant))
+			}
+			d.Platform = &platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant}
 			if !digestPattern.MatchString(d.Digest) || d.Size < 0 || d.Size > maxJSON {
 				return descriptor{}, fmt.Errorf("index: %s's manifest, %q of %d bytes, is no sha256 digest of a manifest", want, clean(d.Digest), d.Size)
 			}
@@ -370,7 +447,9 @@ func clean(s string) string {
 		s = s[:200] + "…"
 	}
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		// Controls, and the invisible ones that reorder or break a line
+		// (a right-to-left override, a zero-width space, U+2028).
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			return '?'
 		}
 		return r

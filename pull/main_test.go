@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -757,12 +758,160 @@ func TestWhatTheRegistrySaysIsPrintedInOneLine(t *testing.T) {
 			return
 		}
 		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"errors":[{"code":"NAME_UNKNOWN","message":"nope\n\u001b[1A\u001b[2K\rpull: fetched 3 blobs, all fine"}]}`))
+		w.Write([]byte(`{"errors":[{"code":"NAME_UNKNOWN","message":"nope\n\u001b[1A\u001b[2K\rpull: fetched 3 blobs, all fine \u202eenif\u200b\u2028"}]}`))
 	}))
 	t.Cleanup(ts.Close)
 	r := pullInto(t, filepath.Join(t.TempDir(), "demo"), strings.TrimPrefix(ts.URL, "http://")+"/demo:1")
-	assertOneLine(t, r, "nope??[1A?[2K?pull: fetched 3 blobs, all fine")
+	assertOneLine(t, r, "nope??[1A?[2K?pull: fetched 3 blobs, all fine ?enif??")
 	assert.NotContains(t, r.Stderr, "\x1b")
+
+	t.Run("the status line, with -v", func(t *testing.T) {
+		addr := rawServer(t, "HTTP/1.1 404 \x1b[2J\x1b[31mOWNED\r\nContent-Length: 0\r\n\r\n")
+		r := pullInto(t, filepath.Join(t.TempDir(), "demo"), "-v", addr+"/demo:1")
+		assert.Equal(t, 1, r.Status)
+		assert.NotContains(t, r.Stderr, "\x1b", "the terminal is not cleared")
+		assert.Contains(t, r.Stderr, "404 ?[2J?[31mOWNED")
+	})
+}
+
+// rawServer answers every connection on the loopback with answer, as it
+// is, and returns its address.
+func rawServer(t *testing.T, answer string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.Read(make([]byte, 4096))
+				c.Write([]byte(answer))
+				// Left open, as a server that stops answering.
+				t.Cleanup(func() { c.Close() })
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestAmbiguousManifestsAreRefused(t *testing.T) {
+	// Keys that Go reads as one field, and other readers as two: pull and
+	// a runtime could see different layers under one digest.
+	for name, insert := range map[string]string{
+		"a key twice":             `"layers":[],`,
+		"a key in capitals":       `"LAYERS":[],`,
+		"a key with a long s (ſ)": `"layerſ":[],`,
+		"in a layer's descriptor": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+				s.OmitDigest = true // by tag, then, the bytes are the registry's word
+				s.Tamper = func(d string, data []byte) []byte {
+					if !strings.Contains(string(data), `"layers"`) {
+						return data
+					}
+					if insert == "" {
+						return []byte(strings.Replace(string(data), `"digest":`, `"Digest":"sha256:`+hex64+`","digest":`, 1))
+					}
+					return []byte(strings.Replace(string(data), "{", "{"+insert, 1))
+				}
+			})
+			dir := filepath.Join(t.TempDir(), "demo")
+			assertOneLine(t, pullInto(t, dir, s.ref("1")), "in one object: which one counts depends on who reads it")
+			assert.NoDirExists(t, dir)
+		})
+	}
+}
+
+func TestARegistryThatNeverFinishesItsHeadersOrItsProbe(t *testing.T) {
+	t.Setenv("CONTAINERS_FROM_SCRATCH_PULL_STALL", "1s")
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+r.Host+`/token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"errors":[`))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(ts.Close)
+	for name, addr := range map[string]string{
+		"an error that never ends": strings.TrimPrefix(ts.URL, "http://"),
+		"headers that never end":   rawServer(t, "HTTP/1.1 200 OK\r\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			started := time.Now()
+			r := pullInto(t, filepath.Join(t.TempDir(), "demo"), addr+"/demo:1")
+			assertOneLine(t, r, "the registry "+addr+" ")
+			assert.Less(t, time.Since(started), 30*time.Second)
+		})
+	}
+}
+
+func TestABrokenLayoutIsLeftAsItIs(t *testing.T) {
+	s := serve(t, oci.Image{}, nil)
+	for name, make := range map[string]func(dir string) error{
+		"index.json is null": func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "index.json"), []byte("null"), 0o644)
+		},
+		"its manifests are no list": func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"manifests":{"keep":"me"}}`), 0o644)
+		},
+		"index.json is a FIFO": func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "index.json"), 0o644) },
+		"oci-layout is a FIFO": func(dir string) error {
+			os.Remove(filepath.Join(dir, "oci-layout"))
+			return syscall.Mkfifo(filepath.Join(dir, "oci-layout"), 0o644)
+		},
+		"index.json leads to /dev/zero": func(dir string) error { return os.Symlink("/dev/zero", filepath.Join(dir, "index.json")) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644))
+			require.NoError(t, make(dir))
+			r := pullInto(t, dir, s.ref("1"))
+			assert.Equal(t, 1, r.Status, r.Stderr)
+			assert.Equal(t, 1, strings.Count(r.Stderr, "\n"), "one line: %q", r.Stderr)
+			assert.Empty(t, s.blobs(), "refused before anything is fetched")
+		})
+	}
+
+	t.Run("what pull does not know is kept as it is", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "demo")
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[],"x-big":123456789012345678901}`), 0o644))
+		require.Equal(t, 0, pullInto(t, dir, s.ref("1")).Status)
+		data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+		require.NoError(t, err)
+		assert.Contains(t, string(data), "123456789012345678901")
+	})
+}
+
+func TestAnotherHostsChallengeIsNotAnswered(t *testing.T) {
+	// A blob redirected to a host that asks for a token of its own: pull
+	// would then send the registry a token that host chose.
+	var other *httptest.Server
+	var asked atomic.Bool
+	other = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			asked.Store(true)
+			w.Write([]byte(`{"token":"OTHER"}`))
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+other.URL+`/token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(other.Close)
+	s := serve(t, oci.Image{}, func(s *testregistry.Server) {
+		s.Redirect = func(d string) string { return other.URL + "/blob/" + d }
+	})
+	dir := filepath.Join(t.TempDir(), "demo")
+	assertOneLine(t, pullInto(t, dir, s.ref("1")), "HTTP 401")
+	assert.Empty(t, tags(t, dir))
+	assert.False(t, asked.Load(), "pull asked the other host's auth server for a token")
 }
 
 func TestAKilledPullsLayoutIsPickedUpAgain(t *testing.T) {
@@ -861,4 +1010,13 @@ func TestChoosesThePlatformsVariant(t *testing.T) {
 	}
 	_, err := choosePlatform(index, platform{OS: "linux", Architecture: "arm", Variant: "v8"})
 	assert.EqualError(t, err, "no image for linux/arm/v8, only for linux/arm/v6, linux/arm/v7, linux/arm64: choose one with -platform")
+
+	// arm64 is v8 unless it says otherwise, and this machine may not run
+	// another; a variant is a word, since index.json keeps it.
+	v9 := []byte(`{"manifests":[{"digest":"sha256:` + hex64 + `","platform":{"os":"linux","architecture":"arm64","variant":"v9"}}]}`)
+	_, err = choosePlatform(v9, platform{OS: "linux", Architecture: "arm64"})
+	assert.EqualError(t, err, "no image for linux/arm64, only for linux/arm64/v9: choose one with -platform")
+	odd := []byte(`{"manifests":[{"digest":"sha256:` + hex64 + `","platform":{"os":"linux","architecture":"arm","variant":"v7\u001b[31m"}}]}`)
+	_, err = choosePlatform(odd, platform{OS: "linux", Architecture: "arm"})
+	assert.EqualError(t, err, `index: linux/arm's variant "v7?[31m" is no platform's`)
 }

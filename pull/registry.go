@@ -67,7 +67,7 @@ func newRegistry(ref reference, trace io.Writer) *registry {
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
+		ResponseHeaderTimeout: stallAfter,
 		ForceAttemptHTTP2:     true,
 	}
 	client := &http.Client{Transport: transport, CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -132,7 +132,12 @@ func (r *registry) get(ctx context.Context, path string, accept ...string) (*htt
 		}
 		challenge := resp.Header.Get("WWW-Authenticate")
 		failure := readError(resp)
-		if resp.StatusCode != http.StatusUnauthorized || try > 0 || challenge == "" {
+		if ctx.Err() != nil { // the error's body never came whole
+			return nil, unanswered(r.ref, ctx.Err())
+		}
+		// Only the registry's own challenge is answered: a host that a
+		// redirect led to does not choose the token pull sends the registry.
+		if resp.StatusCode != http.StatusUnauthorized || try > 0 || challenge == "" || resp.Request.URL.Host != r.ref.host {
 			return nil, failure
 		}
 		if r.token, err = r.login(ctx, challenge); err != nil {
@@ -147,11 +152,11 @@ func (r *registry) do(req *http.Request) (*http.Response, error) {
 	if r.trace == nil || err != nil {
 		return resp, err
 	}
-	answer := resp.Status
+	answer := clean(resp.Status)
 	if challenge := resp.Header.Get("WWW-Authenticate"); challenge != "" {
-		answer += ", " + challenge
+		answer += ", " + clean(challenge)
 	} else if t := resp.Header.Get("Content-Type"); t != "" {
-		answer += ", " + t
+		answer += ", " + clean(t)
 	}
 	fmt.Fprintf(r.trace, "GET %s\n  %s\n", resp.Request.URL.Redacted(), answer)
 	return resp, nil
