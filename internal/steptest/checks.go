@@ -754,15 +754,19 @@ func tree(t *testing.T, dir string) string {
 // of it.
 func ImageIsNeverWritten(t *testing.T, s *Step) {
 	RequireRoot(t)
-	before := tree(t, s.Rootfs)
-	r := s.Run(t, "sh", "-c", "rm -rf /usr /etc /bin && echo new >/new && echo $(echo /*)")
+	// A copy of the root filesystem: a step that writes into its image (a
+	// learner's, before the overlay) must not take the other tests' with it.
+	image := filepath.Join(scratch(t, s), "rootfs")
+	copyRootfs(t, s, image)
+	before := tree(t, image)
+	r := s.Exec(t, s.RunIn(image, "sh", "-c", "rm -rf /usr /etc /bin && echo new >/new && echo $(echo /*)")...)
 	require.Equal(t, 0, r.Status, r.Stderr)
 	assert.NotContains(t, r.Stdout, "/usr", "the container could not delete /usr")
 	assert.Contains(t, r.Stdout, "/new")
-	assert.Equal(t, before, tree(t, s.Rootfs), "the root filesystem changed")
-	r = s.Run(t, "ls", "-d", "/usr/bin", "/etc/passwd")
+	assert.Equal(t, before, tree(t, image), "the root filesystem changed")
+	r = s.Exec(t, s.RunIn(image, "ls", "-d", "/usr/bin", "/etc/passwd")...)
 	assert.Equal(t, 0, r.Status, "a later container: %s", r.Stderr)
-	r = s.Run(t, "ls", "/new")
+	r = s.Exec(t, s.RunIn(image, "ls", "/new")...)
 	assert.NotEqual(t, 0, r.Status, "a later container sees the file of an earlier one")
 }
 

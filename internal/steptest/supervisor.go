@@ -237,17 +237,7 @@ func StoppedIn(t *testing.T, log string, pid, nr int) {
 // system call nr, and returns it.
 func ChildHeldIn(t *testing.T, pid, nr int) int {
 	t.Helper()
-	var child int
-	require.Eventually(t, func() bool {
-		for _, c := range Children(pid) {
-			if heldIn(c, nr) {
-				child = c
-				return true
-			}
-		}
-		return false
-	}, patience, time.Millisecond, "no child of process %d held before %s", pid, syscalls[nr])
-	return child
+	return childWhere(t, pid, func(c int) bool { return heldIn(c, nr) }, "held before "+syscalls[nr])
 }
 
 // ChildStoppedIn waits until a child of process pid is stopped in the
@@ -256,17 +246,41 @@ func ChildHeldIn(t *testing.T, pid, nr int) int {
 // kernel supports.)
 func ChildStoppedIn(t *testing.T, log string, pid, nr int) int {
 	t.Helper()
-	var child int
-	require.Eventually(t, func() bool {
+	return childWhere(t, pid, func(c int) bool { return stoppedIn(log, c, nr) }, "stopped in "+syscalls[nr])
+}
+
+// childWhere waits until a child of process pid is as found says, and
+// returns it. It gives up as soon as pid has ended, which no child can be
+// stopped in then: a step that never makes the call fails at once, not
+// after the test's patience (a learner's, checking their step).
+func childWhere(t *testing.T, pid int, found func(child int) bool, what string) int {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		over := ended(pid)
 		for _, c := range Children(pid) {
-			if stoppedIn(log, c, nr) {
-				child = c
-				return true
+			if found(c) {
+				return c
 			}
 		}
-		return false
-	}, patience, time.Millisecond, "no child of process %d stopped in %s", pid, syscalls[nr])
-	return child
+		if over {
+			require.FailNow(t, fmt.Sprintf("process %d ended, and no child of it was %s", pid, what))
+		}
+		if time.Now().After(deadline) {
+			require.FailNow(t, fmt.Sprintf("no child of process %d %s in %s", pid, what, patience))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// ended reports whether process pid has exited: gone, or a zombie.
+func ended(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	return len(fields) == 0 || fields[0] == "Z" || fields[0] == "X"
 }
 
 // Cmdline is process pid's command line, its arguments joined by spaces.
