@@ -219,7 +219,12 @@ func supervise(cmd *exec.Cmd) error {
 		return err
 	}
 	defer execed.Close()
-	cmd.ExtraFiles = []*os.File{w} // the child's file descriptor 3, handover
+	// The child's file descriptor 3, handover. A main.go that starts the
+	// command itself, with no child (step01's), has no one to hand over:
+	// then the signals go straight on.
+	if cmd.Path == "/proc/self/exe" {
+		cmd.ExtraFiles = []*os.File{w}
+	}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {

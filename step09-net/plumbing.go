@@ -296,8 +296,12 @@ func supervise(cmd *exec.Cmd, started func(pid int) error) error {
 		return err
 	}
 	defer execed.Close()
-	// The child's file descriptor 3, handover; main.go's files follow.
-	cmd.ExtraFiles = append([]*os.File{w}, cmd.ExtraFiles...)
+	// The child's file descriptor 3, handover; main.go's files follow. A
+	// main.go that starts the command itself, with no child (step01's), has
+	// no one to hand over: then the signals go straight on.
+	if cmd.Path == "/proc/self/exe" {
+		cmd.ExtraFiles = append([]*os.File{w}, cmd.ExtraFiles...)
+	}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
