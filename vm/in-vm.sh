@@ -36,7 +36,10 @@ if [ -d /mnt/cfs/tests ]; then
 		echo "CFS-PROGRESS $(tail -n1 /root/test.log)" # the log comes after them all
 	done
 else
-	go test -count=1 -v ./... >/root/test.log 2>&1
+	# The workshop's check of every started step runs each step's whole
+	# suite once more: here, in an emulated machine, only step06's (cgroup
+	# v2, which the host may not have) and step13's; the host runs them all.
+	go test -count=1 -v -skip 'TestCheckNamesTheStepsOwnGuarantees/step(0[1-57-9]|1[0-2])-' ./... >/root/test.log 2>&1
 	status=$?
 fi
 cat /root/test.log
