@@ -297,7 +297,9 @@ func supervise(cmd *exec.Cmd) error {
 	// The child's file descriptor 3, handover. A main.go that starts the
 	// command itself, with no child (step01's), has no one to hand over:
 	// then the signals go straight on.
-	if cmd.Path == "/proc/self/exe" {
+	self, _ := os.Stat("/proc/self/exe")
+	program, _ := os.Stat(cmd.Path)
+	if os.SameFile(self, program) {
 		cmd.ExtraFiles = []*os.File{w}
 	}
 	err = cmd.Start()

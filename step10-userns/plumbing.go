@@ -291,7 +291,9 @@ func supervise(cmd *exec.Cmd, started func(pid int) error) error {
 	// The child's file descriptor 3, handover; main.go's files follow. A
 	// main.go that starts the command itself, with no child (step01's), has
 	// no one to hand over: then the signals go straight on.
-	if cmd.Path == "/proc/self/exe" {
+	self, _ := os.Stat("/proc/self/exe")
+	program, _ := os.Stat(cmd.Path)
+	if os.SameFile(self, program) {
 		cmd.ExtraFiles = append([]*os.File{w}, cmd.ExtraFiles...)
 	}
 	err = cmd.Start()

@@ -59,20 +59,11 @@ func check(i int, verbose bool) error {
 		args = append(args, "-exec", "sudo")
 	}
 	args = append(args, "./"+step)
-	fmt.Printf("%s: %s's tests on your main.go: go %s\n", prog, step, strings.Join(args, " "))
+	fmt.Printf("%s: %s's tests on %s/main.go: go %s (each command given %s)\n", prog, step, step, strings.Join(args, " "), timeoutFor())
 	// A test gives a command of the learner's step 20 s, not 90: a step
 	// half written may hang, and the learner waits. sudo would drop the
 	// variable: env sets it again.
-	timeout := commandTimeout
-	if d, err := time.ParseDuration(os.Getenv(steptest.TimeoutEnv)); err == nil && d > 0 {
-		timeout = d // yours, for a slow machine
-	}
-	wait := steptest.TimeoutEnv + "=" + timeout.String()
-	run := []string{"test", "-json", "-count=1", "-exec", "env " + wait}
-	if os.Geteuid() != 0 {
-		run[len(run)-1] = "sudo env " + wait
-	}
-	cmd := exec.Command("go", append(run, "./"+step)...)
+	cmd := exec.Command("go", testArgs(step, os.Geteuid() == 0)...)
 	cmd.Stdin = os.Stdin // sudo may ask for a password
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -82,16 +73,22 @@ func check(i int, verbose bool) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	results, build := readEvents(out, terminal())
+	results, build, other := readEvents(out, terminal())
 	waitErr := cmd.Wait()
 
 	if len(results) == 0 {
-		if len(build) > 0 {
+		switch {
+		case len(build) > 0:
 			fmt.Printf("%s: %s does not build:\n", prog, step)
 			for _, line := range firstLines(build, 12) {
 				fmt.Println("  " + line)
 			}
-		} else {
+		case len(other) > 0:
+			fmt.Printf("%s: %s's tests did not run:\n", prog, step)
+			for _, line := range firstLines(other, 12) {
+				fmt.Println("  " + line)
+			}
+		default:
 			fmt.Printf("%s: %s's tests did not run (%v)\n", prog, step, waitErr)
 		}
 		_ = markPassed(step, mine, false)
@@ -109,6 +106,27 @@ func check(i int, verbose bool) error {
 
 // ownTests returns the names of the tests step i adds: those the step
 // before has not.
+// testArgs are the go command's arguments that run a step's tests, as root
+// or, for a normal user, with sudo.
+func testArgs(step string, root bool) []string {
+	wait := steptest.TimeoutEnv + "=" + timeoutFor().String()
+	exec := "env " + wait
+	if !root {
+		// sudo resets PATH, where Go may be (/usr/local/go/bin), which
+		// a test that builds a helper needs.
+		exec = "sudo env PATH=" + os.Getenv("PATH") + " " + wait
+	}
+	return []string{"test", "-json", "-count=1", "-exec", exec, "./" + step}
+}
+
+// timeoutFor is how long a test waits for each command of the step.
+func timeoutFor() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(steptest.TimeoutEnv)); err == nil && d > 0 {
+		return d // yours, for a slow machine
+	}
+	return commandTimeout
+}
+
 func ownTests(i int) (map[string]bool, error) {
 	names := func(step string) (map[string]bool, error) {
 		files, err := filepath.Glob(filepath.Join(step, "*_test.go"))
@@ -152,9 +170,8 @@ type event struct {
 
 // readEvents reads go test -json's events: each test's result and output,
 // and what the build printed. On a terminal it counts the tests as they end.
-func readEvents(r io.Reader, counting bool) (map[string]*result, []string) {
-	results := map[string]*result{}
-	var build []string
+func readEvents(r io.Reader, counting bool) (results map[string]*result, build, other []string) {
+	results = map[string]*result{}
 	done := 0
 	scanner := bufio.NewScanner(r)
 	scanner.Buffer(make([]byte, 1<<20), 1<<20)
@@ -164,8 +181,11 @@ func readEvents(r io.Reader, counting bool) (map[string]*result, []string) {
 			continue
 		}
 		if e.Test == "" {
-			if e.Action == "build-output" || (e.Action == "output" && !strings.HasPrefix(e.Output, "FAIL") && !strings.HasPrefix(e.Output, "ok ")) {
+			switch {
+			case e.Action == "build-output":
 				build = append(build, strings.TrimRight(e.Output, "\n"))
+			case e.Action == "output" && !strings.HasPrefix(e.Output, "FAIL") && !strings.HasPrefix(e.Output, "ok "):
+				other = append(other, strings.TrimRight(e.Output, "\n")) // vet, sudo, TestMain
 			}
 			continue
 		}
@@ -191,7 +211,7 @@ func readEvents(r io.Reader, counting bool) (map[string]*result, []string) {
 	if counting && done > 0 {
 		fmt.Print("\r\033[K")
 	}
-	return results, build
+	return results, build, other
 }
 
 // report prints one line per guarantee, the step's own first, as many as
@@ -217,16 +237,18 @@ func report(i int, results map[string]*result, own map[string]bool, verbose bool
 	}
 	order(mineOwn)
 	order(before)
-	failed, failedBefore := 0, 0
+	failed, failedBefore, skipped := 0, 0, 0
 	var first *result
 	for _, rs := range [][]*result{mineOwn, before} {
 		for _, r := range rs {
 			if r.action == "fail" && !own[r.name] {
 				failedBefore++
 			}
-			if r.action != "pass" {
+			if r.action == "skip" {
+				skipped++
+			} else if r.action != "pass" {
 				failed++
-				if first == nil && r.action != "skip" {
+				if first == nil {
 					first = r
 				}
 			}
@@ -270,7 +292,11 @@ func report(i int, results map[string]*result, own map[string]bool, verbose bool
 			note := ""
 			switch r.action {
 			case "skip":
-				note = " (not checked: skipped)"
+				note = " (not checked here"
+				if why := saw(r.output); len(why) > 0 {
+					note += ": " + firstLines(why[len(why)-1:], 1)[0]
+				}
+				note += ")"
 			case "":
 				note = " (did not finish)"
 			}
@@ -287,8 +313,12 @@ func report(i int, results map[string]*result, own map[string]bool, verbose bool
 	if i > 0 {
 		show("What the steps before guarantee:", before)
 	}
-	if failed == 0 {
+	if failed == 0 && skipped == 0 {
 		fmt.Printf("%s: all %d guarantees of %s hold\n", prog, len(results), step)
+		return true
+	}
+	if failed == 0 {
+		fmt.Printf("%s: the %d guarantees of %s checked hold; %d could not be checked here (–)\n", prog, len(results)-skipped, step, skipped)
 		return true
 	}
 	fmt.Printf("%s: %d of %d guarantees of %s do not hold\n", prog, failed, len(results), step)
@@ -394,9 +424,10 @@ func firstLines(lines []string, n int) []string {
 	return out
 }
 
-// look finds where the step's page explains a guarantee: the line that
-// names its test, or else the paragraph that has most of its words, with
-// the heading it is under.
+// look finds where the step's page explains a guarantee, in its "What
+// changed" or "How it works": the line that names its test, or else the
+// paragraph that has most of its words, with the heading it is under; the
+// diff under "What changed" if none has any.
 func look(step, name string) string {
 	page := filepath.Join(step, "README.md")
 	src, err := os.ReadFile(page)
@@ -411,6 +442,7 @@ func look(step, name string) string {
 		}
 	}
 	best, bestScore, heading, bestHeading := -1, 0, "", ""
+	section, changed := "", 0
 	inCode := false
 	for n := 0; n < len(lines); n++ {
 		line := lines[n]
@@ -423,7 +455,16 @@ func look(step, name string) string {
 		}
 		if strings.HasPrefix(line, "#") {
 			heading = strings.TrimSpace(strings.TrimLeft(line, "#"))
+			if strings.HasPrefix(line, "## ") {
+				section = heading
+				if section == "What changed" && changed == 0 {
+					changed = n + 1
+				}
+			}
 			continue
+		}
+		if section != "What changed" && section != "How it works" {
+			continue // the goal, the commands, the exercises: not where a fix is
 		}
 		if strings.Contains(line, name) {
 			return fmt.Sprintf("%s:%d, under \"%s\"", page, n+1, heading)
@@ -445,6 +486,9 @@ func look(step, name string) string {
 		}
 	}
 	if best < 0 {
+		if changed > 0 {
+			return fmt.Sprintf("%s:%d, under \"What changed\"", page, changed)
+		}
 		return page
 	}
 	return fmt.Sprintf("%s:%d, under \"%s\"", page, best+1, bestHeading)

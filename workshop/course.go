@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,10 @@ import (
 
 // stepNamed finds a step by its number (3, 03) or its folder (step03-pid).
 func stepNamed(arg string) (int, error) {
+	// ./step03-pid/, as a shell completes it, or step03-pid/main.go.
+	name := filepath.Base(strings.TrimSuffix(filepath.Clean(arg), "/main.go"))
 	for i, step := range lessons.Steps {
-		if arg == step || strings.TrimSuffix(arg, "/") == step {
+		if name == step {
 			return i, nil
 		}
 	}
@@ -58,6 +61,10 @@ type keep struct {
 // fails, for every step, when a change to the course needs one more.
 var keeps = map[string][]keep{
 	"step04-chroot": {{
+		old: "//\tstep04-chroot run CMD [ARG...]\n",
+		new: "//\tstep04-chroot run [-rootfs DIR] CMD [ARG...]\n",
+		why: "-rootfs in the usage of the package comment",
+	}, {
 		old: "const usage = \"usage: \" + prog + \" run CMD [ARG...]\"\n",
 		new: "const usage = \"usage: \" + prog + \" run [-rootfs DIR] CMD [ARG...]\"\n",
 		why: "-rootfs in the usage line",
@@ -77,6 +84,10 @@ var keeps = map[string][]keep{
 		why: "config's pids, memory and cpus: cgroup.go reads them",
 	}},
 	"step08-overlay": {{
+		old: "//\tstep08-overlay run [-rootfs DIR] [-pids N]",
+		new: "//\tstep08-overlay run [-rootfs DIR] [-scratch DIR] [-keep] [-pids N]",
+		why: "-scratch and -keep in the usage of the package comment",
+	}, {
 		old: "\" run [-rootfs DIR] [-pids N]",
 		new: "\" run [-rootfs DIR] [-scratch DIR] [-keep] [-pids N]",
 		why: "-scratch and -keep in the usage line",
@@ -217,7 +228,12 @@ func firstLine(s string) string {
 	return s
 }
 
-// readMain returns the main.go a step has now.
+// readMain returns the main.go a step has now: nil if there is none (the
+// learner deleted it), which solution and start then write.
 func readMain(step string) ([]byte, error) {
-	return os.ReadFile(step + "/main.go")
+	src, err := os.ReadFile(step + "/main.go")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return src, err
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"containers-from-scratch/internal/lessons"
@@ -53,7 +54,7 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func run(args []string) error {
-	if _, err := os.Stat(filepath.Join(lessons.Steps[0], "main.go")); err != nil {
+	if _, err := os.Stat(filepath.Join("workshop", "main.go")); err != nil {
 		return errors.New("run it from the repository's root, where the step folders are: cd containers-from-scratch")
 	}
 	if len(args) == 0 {
@@ -73,6 +74,9 @@ func run(args []string) error {
 		default:
 			steps = append(steps, a)
 		}
+	}
+	if cmd != "start" && cmd != "check" && cmd != "solution" {
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	if len(steps) != 1 || (force && cmd != "start") || (verbose && cmd != "check") {
 		return usageError{fmt.Sprintf("%s takes one step, a number from 1 to %d", cmd, len(lessons.Steps))}
@@ -109,6 +113,10 @@ func list() error {
 		}
 		var what string
 		switch {
+		case mine == nil:
+			what = fmt.Sprintf("no main.go: go run ./workshop solution %d gives the course's back", i+1)
+		case passed(step, mine) && bytes.Equal(mine, course):
+			what = "finished: its check passed (the course's main.go)"
 		case bytes.Equal(mine, course):
 			what = "the course's main.go"
 			if kept := keptAttempts(step); len(kept) > 0 {
@@ -145,7 +153,7 @@ func start(i int, force bool) error {
 		fmt.Printf("%s: %s is started already: write its idea, then go run ./workshop check %d\n", prog, step, i+1)
 		return nil
 	}
-	if !bytes.Equal(mine, course) {
+	if mine != nil && !bytes.Equal(mine, course) {
 		if !force {
 			return fmt.Errorf("%s/main.go has your changes: go run ./workshop solution %d keeps them aside and gives back the course's, start -force %d starts again", step, i+1, i+1)
 		}
@@ -185,6 +193,13 @@ func solution(i int) error {
 		fmt.Printf("%s: %s/main.go is the course's already\n", prog, step)
 		return nil
 	}
+	if mine == nil {
+		if err := os.WriteFile(filepath.Join(step, "main.go"), course, 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("%s: %s/main.go is the course's\n", prog, step)
+		return nil
+	}
 	kept, err := keepAside(step, mine)
 	if err != nil {
 		return err
@@ -216,6 +231,7 @@ func keepAside(step string, src []byte) (string, error) {
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		giveBack(dir, name)
 		return name, err
 	}
 }
@@ -243,5 +259,21 @@ func markPassed(step string, src []byte, ok bool) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(name, fmt.Appendf(nil, "%x\n", sha256.Sum256(src)), 0o644)
+	err := os.WriteFile(name, fmt.Appendf(nil, "%x\n", sha256.Sum256(src)), 0o644)
+	giveBack(filepath.Dir(name), name)
+	return err
+}
+
+// giveBack gives what the tool made in .workshop/ to the learner, when they
+// ran it with sudo ("go run -exec sudo ./workshop", as the steps run): root's
+// files there would refuse them later.
+func giveBack(paths ...string) {
+	uid, err1 := strconv.Atoi(os.Getenv("SUDO_UID"))
+	gid, err2 := strconv.Atoi(os.Getenv("SUDO_GID"))
+	if os.Geteuid() != 0 || err1 != nil || err2 != nil {
+		return
+	}
+	for _, p := range append([]string{state}, paths...) {
+		_ = os.Lchown(p, uid, gid)
+	}
 }

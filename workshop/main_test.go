@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,11 +94,18 @@ func courseFiles(t *testing.T) []string {
 // workshop runs the tool in a course, as a learner does from its root.
 func workshop(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
 	t.Helper()
-	cmd := exec.Command(tool, args...)
-	cmd.Dir = dir
 	// check's tests wait for a command as long as the suite's own do: an
 	// emulated VM is slow.
-	cmd.Env = append(os.Environ(), steptest.TimeoutEnv+"="+steptest.CommandTimeout.String())
+	return workshopWaiting(t, steptest.CommandTimeout, dir, args...)
+}
+
+// workshopWaiting is workshop, check's tests waiting for each command
+// as long as wait.
+func workshopWaiting(t *testing.T, wait time.Duration, dir string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), steptest.TimeoutEnv+"="+wait.String())
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -288,6 +299,7 @@ func TestBadInputIsOneLine(t *testing.T) {
 		{[]string{"solution", "-force", "2"}, 2, "solution takes one step"},
 		{[]string{"start", "-x", "2"}, 2, "unknown option -x"},
 		{[]string{"begin", "2"}, 2, `unknown command "begin"`},
+		{[]string{"begin"}, 2, `unknown command "begin"`},
 	} {
 		out, stderr, status := workshop(t, dir, c.args...)
 		assert.Equal(t, c.status, status, "%v", c.args)
@@ -323,9 +335,14 @@ func TestCheckNamesTheStepsOwnGuarantees(t *testing.T) {
 	dir := course(t)
 	for i, step := range lessons.Steps {
 		t.Run(step, func(t *testing.T) {
+			// Two steps' suites at a time, as go test ./... runs two
+			// packages: the whole takes half as long.
+			t.Parallel()
 			_, stderr, status := workshop(t, dir, "start", step)
 			require.Equal(t, 0, status, stderr)
-			out, stderr, status := workshop(t, dir, "check", step)
+			// A started step may hang a test until its command's time
+			// is up: 30 s, between check's own 20 and the suite's 90.
+			out, stderr, status := workshopWaiting(t, 30*time.Second, dir, "check", step)
 			assert.Equal(t, 1, status, "check of a started step: %s", stderr)
 			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 			assert.LessOrEqual(t, len(lines), screen, "at most a screen:\n%s", out)
@@ -453,4 +470,92 @@ func TestThePageRuns(t *testing.T) {
 			assert.True(t, lessons.Matches(c.Output, string(out)), "README.md:%d: %s printed:\n%s\nthe page shows:\n%s", c.Line, c.Text, out, c.Output)
 		}
 	}
+}
+
+// TestCheckRunsTheTestsAsTheREADMESays: as a normal user with sudo, which
+// keeps PATH (Go may be in /usr/local/go/bin) and the time a command gets;
+// as root without.
+func TestCheckRunsTheTestsAsTheREADMESays(t *testing.T) {
+	t.Setenv("PATH", "/usr/local/go/bin:/usr/bin:/bin")
+	t.Setenv(steptest.TimeoutEnv, "")
+	assert.Equal(t, []string{"test", "-json", "-count=1", "-exec", "sudo env PATH=/usr/local/go/bin:/usr/bin:/bin " + steptest.TimeoutEnv + "=20s", "./step03-pid"},
+		testArgs("step03-pid", false))
+	assert.Equal(t, []string{"test", "-json", "-count=1", "-exec", "env " + steptest.TimeoutEnv + "=20s", "./step03-pid"},
+		testArgs("step03-pid", true))
+	t.Setenv(steptest.TimeoutEnv, "1m")
+	assert.Contains(t, testArgs("step03-pid", true), "env "+steptest.TimeoutEnv+"=1m0s", "a slow machine's own time")
+}
+
+// TestReportFitsAScreen reads report's output for a step with many
+// guarantees: the failing ones first, the rest counted, -v lists all; a
+// test skipped is not a failure; the steps before's failures are
+// explained where the step's child refuses.
+func TestReportFitsAScreen(t *testing.T) {
+	results := map[string]*result{}
+	own := map[string]bool{}
+	add := func(name, action string, mine bool) {
+		results[name] = &result{name: name, action: action, output: []string{"    x_test.go:1: saw " + name}}
+		own[name] = mine
+	}
+	for n := 0; n < 30; n++ {
+		add(fmt.Sprintf("TestOwn%02d", n), map[bool]string{true: "fail", false: "pass"}[n < 5], true)
+		add(fmt.Sprintf("TestBefore%02d", n), map[bool]string{true: "fail", false: "pass"}[n < 30], false)
+	}
+	i := slices.Index(lessons.Steps, "step10-userns")
+	out := capture(t, func() { assert.False(t, report(i, results, own, false)) })
+	assert.LessOrEqual(t, strings.Count(out, "\n"), screen-1, out)
+	assert.Equal(t, 5, strings.Count(out, "✗ own "), "the step's own failures, each listed:\n%s", out)
+	assert.Contains(t, out, "✗ and ")
+	assert.Contains(t, out, "Why the steps before's do not hold yet: "+refusals["step10-userns"])
+	assert.Contains(t, out, "First: own 00. The test saw:\n  saw TestOwn00\n")
+	all := capture(t, func() { report(i, results, own, true) })
+	assert.Equal(t, 60, strings.Count(all, "\n  ✓ ")+strings.Count(all, "\n  ✗ "), "-v lists every guarantee:\n%s", all)
+
+	// The earlier steps' all hold: no explanation, and a skip is no failure.
+	for n := 0; n < 30; n++ {
+		results[fmt.Sprintf("TestBefore%02d", n)].action = "pass"
+		results[fmt.Sprintf("TestOwn%02d", n)].action = "pass"
+	}
+	results["TestOwn07"].action = "skip"
+	out = capture(t, func() { assert.True(t, report(i, results, own, false), "a skipped test fails the check") })
+	assert.NotContains(t, out, "Why the steps before's")
+	assert.Contains(t, out, "– own 07 (not checked here: saw TestOwn07)")
+	assert.Contains(t, out, "the 59 guarantees of step10-userns checked hold; 1 could not be checked here")
+}
+
+// capture returns what f prints on standard output.
+func capture(t *testing.T, f func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	stdout := os.Stdout
+	os.Stdout = w
+	done := make(chan string)
+	go func() {
+		data, _ := io.ReadAll(r)
+		done <- string(data)
+	}()
+	f()
+	os.Stdout = stdout
+	w.Close()
+	return <-done
+}
+
+// TestAStepIsNamedAsAShellWouldType it, and a main.go deleted is given back.
+func TestAStepIsNamedAsAShellWouldType(t *testing.T) {
+	dir := course(t)
+	for _, name := range []string{"3", "03", "step03-pid", "./step03-pid/", "step03-pid/main.go"} {
+		out, stderr, status := workshop(t, dir, "solution", name)
+		assert.Equal(t, 0, status, "%s: %s", name, stderr)
+		assert.Contains(t, out, "step03-pid/main.go is the course's", name)
+	}
+	main := filepath.Join(dir, "step05-proc", "main.go")
+	course := read(t, main)
+	require.NoError(t, os.Remove(main))
+	out, _, status := workshop(t, dir)
+	assert.Equal(t, 0, status)
+	assert.Regexp(t, `(?m)^step05-proc +no main.go: go run ./workshop solution 5`, out)
+	_, stderr, status := workshop(t, dir, "solution", "5")
+	assert.Equal(t, 0, status, stderr)
+	assert.Equal(t, course, read(t, main))
 }
