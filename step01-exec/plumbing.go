@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -91,7 +92,50 @@ func init() {
 		return
 	}
 	if os.Args[1] == "run" {
+		oneCPU()
 		signal.Notify(signals, catchable()...)
+	}
+}
+
+// cpus are the CPUs run may use, as whoever started it set them: run keeps
+// to one of them while it starts (oneCPU), and the command gets them all.
+var cpus unix.CPUSet
+
+// oneCPU keeps every thread of run to one CPU while it starts.
+// signal.Notify enables each signal with a round trip to a thread of the
+// Go runtime's own, and with more than one CPU each trip wakes a thread on
+// another CPU: the fifty signals run passes on took 1.5 to 3 ms, more than
+// the rest of a container's start. On one CPU they take half a millisecond.
+func oneCPU() {
+	if unix.SchedGetaffinity(0, &cpus) != nil {
+		return
+	}
+	var one unix.CPUSet
+	for cpu := 0; one.Count() == 0 && cpu < 1024; cpu++ {
+		if cpus.IsSet(cpu) {
+			one.Set(cpu)
+		}
+	}
+	onCPUs(&one)
+}
+
+// onCPUs keeps every thread of this program to set, those that threads
+// start while it goes through them too. It needs /proc to number threads
+// as this program's PID namespace does (the host's, for run).
+func onCPUs(set *unix.CPUSet) {
+	if self, _ := os.Readlink("/proc/self"); set.Count() == 0 || self != strconv.Itoa(os.Getpid()) {
+		return
+	}
+	for again := true; again; {
+		again = false
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			var now unix.CPUSet
+			tid, err := strconv.Atoi(task.Name())
+			if err == nil && unix.SchedGetaffinity(tid, &now) == nil && now != *set && unix.SchedSetaffinity(tid, set) == nil {
+				again = true // and look again, for threads it started
+			}
+		}
 	}
 }
 
@@ -108,6 +152,7 @@ func supervise(cmd *exec.Cmd) error {
 	// "run ps | less": less needs it).
 	foreground := cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && inForeground()
 	cmd.SysProcAttr.Setpgid = foreground
+	onCPUs(&cpus) // the command starts on them all
 	if err := cmd.Start(); err != nil {
 		return commandError(cmd.Args[0], err)
 	}

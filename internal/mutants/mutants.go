@@ -55,6 +55,21 @@ var mutants = []mutant{
 			"_ = cmd.Process.Signal(sig)\n\t\t\tif sig.(unix.Signal) > 32 {\n\t\t\t\t_ = cmd.Process.Signal(sig)\n\t\t\t}"}},
 		tests: "TestEachSignalReachesTheCommandOnce"},
 
+	// issue 34: run and its child keep to one CPU while they catch their
+	// signals; the command gets back run's CPUs.
+	{pkg: "step01-exec", file: "plumbing.go", name: "the command started on run's one CPU",
+		breaks: "the command may use the CPUs run was given",
+		edits:  [][2]string{remove("\tonCPUs(&cpus) // the command starts on them all\n")},
+		tests:  "TestCommandGetsRunsCPUs"},
+	{pkg: "step05-proc", file: "plumbing.go", name: "the child keeps run's one CPU",
+		breaks: "the command may use the CPUs run was given",
+		edits:  [][2]string{remove("\trestoreCPUs()\n")},
+		tests:  "TestCommandGetsRunsCPUs"},
+	{pkg: "step12-lockdown", file: "plumbing.go", name: "every CPU for the command",
+		breaks: "the command may use the CPUs run was given, no more",
+		edits:  [][2]string{{"\t\t\tset.Set(n)\n", "\t\t\tfor n := 0; n < 1024; n++ {\n\t\t\t\tset.Set(n)\n\t\t\t}\n"}},
+		tests:  "TestCommandGetsRunsCPUs"},
+
 	// step02: UTS namespace, and the child.
 	{pkg: "step02-uts", file: "main.go", name: "another hostname",
 		breaks: "the container's hostname is container",

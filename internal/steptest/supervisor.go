@@ -1127,3 +1127,54 @@ func waitingWithNothingPending(pid int) bool {
 	return strings.Contains(status, "\nState:\tS") &&
 		strings.Contains(status, "\nSigPnd:\t0000000000000000\n") && strings.Contains(status, "\nShdPnd:\t0000000000000000\n")
 }
+
+// CommandGetsRunsCPUs starts run on every CPU the tests may use, then on
+// the last of them alone, and asks the kernel which CPUs the command may
+// use once it runs: run's, each time. run keeps to one CPU while it
+// catches its signals, and its child too until it has caught its own
+// (signal.Notify is six times faster there): the command must get back
+// what run was given, neither that one CPU nor every CPU of the machine.
+func CommandGetsRunsCPUs(t *testing.T, s *Step) {
+	s.requireRoot(t)
+	var all, last unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &all))
+	for cpu := 0; cpu < 1024; cpu++ {
+		if all.IsSet(cpu) {
+			last.Zero()
+			last.Set(cpu)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		cpus unix.CPUSet
+	}{{"all of the tests' CPUs", all}, {"the last alone", last}} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := s.Command(t, s.RunArgs("sh", "-c", "echo ready; exec sleep 100")...)
+			// A process starts on the CPUs of the thread that forks it.
+			runtime.LockOSThread()
+			require.NoError(t, unix.SchedSetaffinity(0, &c.cpus))
+			p := Start(t, cmd)
+			require.NoError(t, unix.SchedSetaffinity(0, &all))
+			runtime.UnlockOSThread()
+			p.WaitFor(t, "ready")
+			command := ChildPID(t, p.Cmd.Process.Pid)
+			t.Cleanup(func() { _ = unix.Kill(command, unix.SIGKILL) })
+			var got unix.CPUSet
+			require.NoError(t, unix.SchedGetaffinity(command, &got))
+			assert.Equal(t, cpuList(c.cpus), cpuList(got), "the CPUs the command may use, started by run on %s", c.name)
+			require.NoError(t, unix.Kill(command, unix.SIGKILL))
+			p.Wait(t)
+		})
+	}
+}
+
+// cpuList names the CPUs of set: "0 1".
+func cpuList(set unix.CPUSet) string {
+	var list []string
+	for cpu := 0; cpu < 1024; cpu++ {
+		if set.IsSet(cpu) {
+			list = append(list, strconv.Itoa(cpu))
+		}
+	}
+	return strings.Join(list, " ")
+}
