@@ -36,11 +36,11 @@ if [ -d /mnt/cfs/tests ]; then
 		echo "CFS-PROGRESS $(tail -n1 /root/test.log)" # the log comes after them all
 	done
 else
-	# The workshop's check of every started step runs each step's whole
-	# suite once more: here, in an emulated machine, only step06's (cgroup
-	# v2, which the host may not have); the host runs them all, and the
-	# workshop's page checks step13 here too.
-	go test -count=1 -v -timeout 30m -skip 'TestCheckNamesTheStepsOwnGuarantees/step(0[1-57-9]|1[0-3])-' ./... >/root/test.log 2>&1
+	# The workshop's check of every started step, and its page's check of
+	# step13, run a step's whole suite once more: the host runs them; here,
+	# in an emulated machine, they took a quarter of CI's hour, and the
+	# steps' own suites have just run on cgroup v2.
+	go test -count=1 -v -timeout 30m -skip 'TestCheckNamesTheStepsOwnGuarantees|TestThePageRuns' ./... >/root/test.log 2>&1
 	status=$?
 fi
 cat /root/test.log
