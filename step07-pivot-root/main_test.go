@@ -65,6 +65,7 @@ func TestExitStatusPassesThrough(t *testing.T)      { steptest.ExitStatusPassesT
 func TestSignalsReachTheCommand(t *testing.T)       { steptest.SignalsReachTheCommand(t, step) }
 func TestKillingRunKillsTheCommand(t *testing.T)    { steptest.KillingRunKillsTheCommand(t, step) }
 func TestCommandGetsRunsCPUs(t *testing.T)          { steptest.CommandGetsRunsCPUs(t, step) }
+func TestTheChildWaitsForRunsGoOn(t *testing.T)     { steptest.TheChildWaitsForRunsGoOn(t, step) }
 func TestChildStaysOnItsFirstThread(t *testing.T)   { steptest.ChildStaysOnItsFirstThread(t, step) }
 func TestCommandNotFoundExits127(t *testing.T)      { steptest.CommandNotFoundExits127(t, step) }
 func TestInteractiveShellExitsCleanly(t *testing.T) { steptest.InteractiveShellExitsCleanly(t, step) }

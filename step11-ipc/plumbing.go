@@ -164,11 +164,13 @@ func catchable() (sigs []os.Signal) {
 // half made, or orphan the container.
 var signals = make(chan os.Signal, 64)
 
-// The handover is a pipe from the child to run. The child's end, file
-// descriptor 3, is closed when the child execs the command (or dies), which
-// tells run that the command is there to get the signals; just before the
-// exec, the child writes into it the signals it caught itself. run marks
-// the child it starts with handoverEnv, which the child removes.
+// The handover is a pair of sockets joining run and the child. The child's
+// end, file descriptor 3, is closed when the child execs the command (or
+// dies), which tells run that the command is there to get the signals;
+// just before the exec, the child writes into it the signals it caught
+// itself. Before the child sets anything up, run writes one byte into it:
+// go on. run marks the child it starts with handoverEnv, which the child
+// removes.
 const (
 	handover    = 3
 	handoverEnv = "CONTAINERS_FROM_SCRATCH_HANDOVER"
@@ -184,7 +186,7 @@ func init() {
 	switch os.Args[1] {
 	case "run":
 		oneCPU()
-		signal.Notify(signals, catchable()...)
+		catchSignals()
 	case "child":
 		// Go's child code sets the parent-death signal (Pdeathsig, in
 		// main.go) after the fork, and the kernel keeps it per thread:
@@ -198,7 +200,8 @@ func init() {
 
 // cpus are the CPUs run may use, as whoever started it set them: run keeps
 // to one of them while it starts (oneCPU), and the command gets them all.
-var cpus unix.CPUSet
+// run keeps to the last, runCPU; its child starts on the first, childCPU.
+var cpus, runCPU, childCPU unix.CPUSet
 
 // cpusEnv passes cpus on to the child. run starts it from a thread on its
 // one CPU, where the child catches its own fifty signals as fast, then
@@ -214,13 +217,39 @@ func oneCPU() {
 	if unix.SchedGetaffinity(0, &cpus) != nil {
 		return
 	}
-	var one unix.CPUSet
-	for cpu := 0; one.Count() == 0 && cpu < 1024; cpu++ {
+	for cpu := 0; cpu < 1024; cpu++ {
+		if cpus.IsSet(cpu) && childCPU.Count() == 0 {
+			childCPU.Set(cpu)
+		}
 		if cpus.IsSet(cpu) {
-			one.Set(cpu)
+			runCPU.Zero()
+			runCPU.Set(cpu)
 		}
 	}
-	onCPUs(&one)
+	onCPUs(&runCPU)
+}
+
+// allCaught is closed once run has caught every signal it passes on: the
+// signals that would end run (a Go program dies of them, or dumps its
+// goroutines) before it makes anything, the others while it sets up and
+// the child starts, on another CPU. The child waits for them (supervise).
+var allCaught = make(chan struct{})
+
+func catchSignals() {
+	var deadly, others []os.Signal
+	for _, sig := range catchable() {
+		switch sig {
+		case unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT, unix.SIGSTKFLT, unix.SIGTERM, unix.SIGSYS:
+			deadly = append(deadly, sig)
+		default:
+			others = append(others, sig)
+		}
+	}
+	signal.Notify(signals, deadly...)
+	go func() {
+		signal.Notify(signals, others...)
+		close(allCaught)
+	}()
 }
 
 // onCPUs keeps every thread of this program to set, those that threads
@@ -292,18 +321,19 @@ func startChild() {
 			}
 		}
 	}
-	// If run was killed between the fork and the prctl that armed the
-	// parent-death signal, nothing will kill the container when it ends.
-	// Go's own check for that (getppid changed) cannot work here: in a new
-	// PID namespace getppid says 0, and the SIGKILL Go then sends to the
-	// child, PID 1, is dropped. A pipe with no reader left tells instead.
-	fds := []unix.PollFd{{Fd: handover, Events: unix.POLLOUT}}
-	for {
-		if _, err := unix.Poll(fds, 0); err != unix.EINTR {
-			break
-		}
+	// run says go on once it has caught every signal it passes on: from
+	// then on, one sent to run during the setup reaches the command. If run
+	// was killed before (between the fork and the prctl that armed the
+	// parent-death signal, say), nothing will kill the container when it
+	// ends: the end of the file tells. Go's own check for that (getppid
+	// changed) cannot work here: in a new PID namespace getppid says 0, and
+	// the SIGKILL Go then sends to the child, PID 1, is dropped.
+	var goOn [1]byte
+	n, err := unix.Read(handover, goOn[:])
+	for err == unix.EINTR {
+		n, err = unix.Read(handover, goOn[:])
 	}
-	if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+	if n != 1 {
 		fmt.Fprintf(os.Stderr, "%s: run has gone: not starting the command\n", prog)
 		os.Exit(1)
 	}
@@ -358,25 +388,39 @@ func supervise(cmd *exec.Cmd, started func(pid int) error) error {
 	foreground := cmd.SysProcAttr.Cloneflags&unix.CLONE_NEWPID != 0 && inForeground()
 	cmd.SysProcAttr.Setpgid = foreground
 	cmd.Env = append(os.Environ(), handoverEnv+"="+map[bool]string{true: "foreground", false: "yes"}[foreground])
-	execed, w, err := os.Pipe()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("socketpair: %w", err)
 	}
+	execed, w := os.NewFile(uintptr(pair[0]), "handover"), os.NewFile(uintptr(pair[1]), "handover")
 	defer execed.Close()
 	// The child's file descriptor 3, handover; main.go's files follow. A
 	// main.go that starts the command itself, with no child (step01's), has
 	// no one to hand over: then the signals go straight on.
 	self, _ := os.Stat("/proc/self/exe")
 	program, _ := os.Stat(cmd.Path)
-	if os.SameFile(self, program) {
+	// The child starts on a CPU of its own, where it catches its own
+	// signals while run ends catching its; a command that run starts
+	// itself, with no child, on all of run's.
+	ours, start := os.SameFile(self, program), &cpus
+	if ours {
 		cmd.ExtraFiles = append([]*os.File{w}, cmd.ExtraFiles...)
 		cmd.Env = append(cmd.Env, cpusEnv+"="+cpuList(&cpus))
-	} else {
-		onCPUs(&cpus) // the command starts on them all
+		start = &childCPU
 	}
+	runtime.LockOSThread()
+	_ = unix.SchedSetaffinity(0, start)
 	err = cmd.Start()
-	onCPUs(&cpus)
+	_ = unix.SchedSetaffinity(0, &runCPU)
+	runtime.UnlockOSThread()
 	w.Close()
+	<-allCaught
+	onCPUs(&cpus)
+	if ours && err == nil {
+		// Go on. MSG_NOSIGNAL: a child that has died already must not
+		// send run a SIGPIPE, which run would pass on.
+		_ = unix.Sendto(pair[0], []byte{0}, unix.MSG_NOSIGNAL, nil)
+	}
 	if err != nil {
 		return commandError(cmd.Args[0], usernsError(err))
 	}

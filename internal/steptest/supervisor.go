@@ -43,6 +43,7 @@ var syscalls = map[int]string{
 	unix.SYS_MKDIRAT:     "mkdirat",
 	unix.SYS_SOCKET:      "socket",
 	unix.SYS_SYNCFS:      "syncfs",
+	unix.SYS_SENDTO:      "sendto",
 }
 
 // StoppedAt starts the step's program with these arguments under strace,
@@ -1177,4 +1178,23 @@ func cpuList(set unix.CPUSet) string {
 		}
 	}
 	return strings.Join(list, " ")
+}
+
+// TheChildWaitsForRunsGoOn holds run for a second just before it tells its
+// child to go on, which it does once it has caught every signal it passes
+// on (it catches those that would end it first thing, and the others,
+// which take half a millisecond, while the child starts): the child must
+// be waiting for that word all along, reading its end of the handover,
+// not setting the container up, so that a signal sent to run during the
+// setup finds run ready to catch it and pass it on.
+func TheChildWaitsForRunsGoOn(t *testing.T, s *Step) {
+	RequireRoot(t)
+	p, run := s.RunHeldBefore(t, unix.SYS_SENDTO, time.Second, s.RunArgs("true")...)
+	reading := fmt.Sprintf("%d 0x%x ", unix.SYS_READ, 3)
+	childWhere(t, run, func(child int) bool {
+		call, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", child))
+		return strings.HasPrefix(string(call), reading)
+	}, "waiting for run's go on (reading descriptor 3)")
+	r := p.Wait(t)
+	assert.Equal(t, 0, r.Status, r.Stderr)
 }
