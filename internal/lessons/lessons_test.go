@@ -251,3 +251,28 @@ func TestMatches(t *testing.T) {
 		assert.Equal(t, c.want, Matches(c.shown, c.got), "shown %q, got %q", c.shown, c.got)
 	}
 }
+
+// TestPagesSayWhatTheirStepCosts reads each step page's "What it costs",
+// at the end of "How it works": its numbers must be its step's row of the
+// course README's table (bench's), which the page links to.
+func TestPagesSayWhatTheirStepCosts(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "\n## What each step costs\n", "the section the pages link to")
+	costs, err := Costs(string(readme))
+	require.NoError(t, err)
+	for i, step := range Steps {
+		t.Run(step, func(t *testing.T) {
+			page, err := os.ReadFile(filepath.Join(root, step, "README.md"))
+			require.NoError(t, err)
+			text := string(page)
+			works := text[strings.Index(text, "\n## How it works\n")+1:]
+			works = works[:strings.Index(works, "\n## Exercises\n")]
+			require.Contains(t, works, CostBegin, "no \"What it costs\" at the end of How it works")
+			updated, err := WithCost(text, CostSentence(i, costs[step]))
+			require.NoError(t, err)
+			assert.True(t, updated == text, "%s/README.md says another cost than the README's table: run go generate ./internal/lessons", step)
+			assert.Contains(t, works, costs[step].Median+" ms")
+		})
+	}
+}

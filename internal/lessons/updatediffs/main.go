@@ -1,5 +1,6 @@
 // Command updatediffs rewrites the "What changed" diffs of every step README
-// from the code: main.go's open, the other files' folded under <details>.
+// from the code: main.go's open, the other files' folded under <details>;
+// and what each page says its step costs, from the course README's table.
 // Run it through go generate:
 //
 //	go generate ./internal/lessons
@@ -22,7 +23,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "updatediffs: %v\n", err)
 		os.Exit(1)
 	}
-	for _, path := range changed {
+	costed, err := lessons.UpdateCosts(root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "updatediffs: %v\n", err)
+		os.Exit(1)
+	}
+	for _, path := range append(changed, costed...) {
 		fmt.Println("updated", path)
 	}
 }
