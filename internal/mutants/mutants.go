@@ -624,6 +624,20 @@ var mutants = []mutant{
 		tests:  "TestEveryELFHasItsLoaderAndLibraries|TestEveryCommandRunsInAChroot"},
 
 	// pull.
+	// bench: what each step costs.
+	{pkg: "bench", file: "report.go", name: "veth add and delete swapped",
+		breaks: "each part of a step's bar is the time of its own calls",
+		edits:  [][2]string{{"has[partVethAdd], has[partVethDel] = median(partVethAdd), median(partVethDel)", "has[partVethAdd], has[partVethDel] = median(partVethDel), median(partVethAdd)"}},
+		tests:  "TestTablesAndChartAddUp"},
+	{pkg: "bench", file: "kernel.go", name: "the cgroups it measures left behind",
+		breaks: "bench leaves nothing behind",
+		edits:  [][2]string{{"\t\terr = errors.Join(err, removeCgroup(dir))\n", "\t\t_ = dir\n"}},
+		tests:  "TestTablesAndChartAddUp"},
+	{pkg: "bench", file: "main.go", name: "its temporary directory kept",
+		breaks: "bench leaves nothing behind",
+		edits:  [][2]string{remove("\tdefer os.RemoveAll(tmp)\n")},
+		tests:  "TestTablesAndChartAddUp"},
+
 	{pkg: "pull", file: "registry.go", name: "a blob's digest not checked",
 		breaks: "every blob is what its digest says",
 		edits:  [][2]string{{"if sum := \"sha256:\" + hex.EncodeToString(hash.Sum(nil)); sum != d.Digest {", "if sum := \"sha256:\" + hex.EncodeToString(hash.Sum(nil)); false && sum != d.Digest {"}},
