@@ -128,12 +128,14 @@ func check(chosen []mutant) int {
 	}
 
 	var killed, survived, broken int
+	var unkilled []string // named again at the end, where a log's tail shows them
 	// Those that need the other hierarchy are made all the same, and
 	// built: a mutant that no longer builds is found here too.
 	for _, m := range chosen {
 		if m.needs != "" && m.needs != hierarchy {
 			if err := build(copyDir, m); err != nil {
 				broken++
+				unkilled = append(unkilled, "broken   "+m.pkg+": "+m.name)
 				fmt.Printf("BROKEN   %s: %s: %v\n", m.pkg, m.name, err)
 			}
 		}
@@ -141,6 +143,7 @@ func check(chosen []mutant) int {
 	for _, m := range here {
 		if out, ok := unfit[m.pkg]; ok {
 			broken++
+			unkilled = append(unkilled, "broken   "+m.pkg+": "+m.name)
 			fmt.Printf("BROKEN   %s: %s: its tests fail without the mutant:\n%s\n", m.pkg, m.name, out)
 			continue
 		}
@@ -150,9 +153,11 @@ func check(chosen []mutant) int {
 		switch {
 		case err != nil:
 			broken++
+			unkilled = append(unkilled, "broken   "+m.pkg+": "+m.name)
 			fmt.Printf("BROKEN   %s: %s: %v\n", m.pkg, m.name, err)
 		case failed == "":
 			survived++
+			unkilled = append(unkilled, "survived "+m.pkg+": "+m.name+where(m.needs))
 			fmt.Printf("SURVIVED %s: %s%s (%s)\n         breaks: %s; and %s pass\n", m.pkg, m.name, where(m.needs), took, m.breaks, m.tests)
 		default:
 			killed++
@@ -166,6 +171,9 @@ func check(chosen []mutant) int {
 	}
 	fmt.Printf("mutants: %d made on %s, %d killed (%.0f%%), %d survived, %d broken; %d need the other hierarchy; %s\n",
 		made, hierarchy, killed, ratio, survived, broken, elsewhere, time.Since(start).Round(time.Second))
+	for _, name := range unkilled {
+		fmt.Println(name)
+	}
 	if survived > 0 || broken > 0 {
 		return 1
 	}
