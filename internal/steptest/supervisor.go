@@ -964,13 +964,19 @@ func signalDuringSetup(t *testing.T, s *Step, to string, sig unix.Signal) bool {
 	child := ChildStoppedIn(t, log, run, unix.SYS_SETHOSTNAME)
 	if to == "run" {
 		require.NoError(t, unix.Kill(run, sig))
-		// run has the signal once strace has seen it reach one of run's
-		// threads (the child is stopped: it cannot be the child's).
+		// strace shows the signal reaching one of run's threads (the child
+		// is stopped: it cannot be the child's) before Go's handler runs.
+		// The signal is run's once its runtime has handed it to the
+		// goroutine that catches it, and every thread sleeps again: run
+		// stopped before that would take the signal in only when it goes
+		// on, after the exec, and a run that drops or passes on what it
+		// catches during the setup would go unseen.
 		got := regexp.MustCompile(fmt.Sprintf(`--- %s \{si_signo=%[1]s, si_code=SI_USER, si_pid=%d,`, signalName(sig), os.Getpid()))
 		require.Eventually(t, func() bool {
 			data, _ := os.ReadFile(log)
 			return got.Match(data)
 		}, patience, time.Millisecond, "run never got %s", signalName(sig))
+		settles(t, run)
 	} else {
 		require.NoError(t, unix.Tgkill(child, child, sig)) // it takes it when it goes on
 	}
@@ -1039,6 +1045,49 @@ func waitingForChild(pid int) bool {
 		}
 	}
 	return false
+}
+
+// settles waits until process pid has nothing left to do: every thread
+// asleep, no signal pending, and no thread woken for 20 ms.
+func settles(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for last := ""; ; time.Sleep(20 * time.Millisecond) {
+		now, asleep := switches(pid)
+		if asleep && now == last {
+			return
+		}
+		require.False(t, time.Now().After(deadline), "process %d never settled: %s", pid, describe(pid))
+		last = now
+	}
+}
+
+// switches lists how often each thread of process pid was switched in,
+// and says whether every one of them sleeps with no signal pending.
+func switches(pid int) (string, bool) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	var b strings.Builder
+	asleep := len(tasks) > 0
+	for _, task := range tasks {
+		status, err := os.ReadFile(task + "/status")
+		if err != nil {
+			return "", false
+		}
+		b.WriteString(filepath.Base(task))
+		for _, line := range strings.Split(string(status), "\n") {
+			key, value, _ := strings.Cut(line, ":\t")
+			switch key {
+			case "State":
+				asleep = asleep && strings.HasPrefix(value, "S")
+			case "SigPnd", "ShdPnd":
+				asleep = asleep && strings.Trim(value, "0") == ""
+			case "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches":
+				b.WriteString(" " + value)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), asleep
 }
 
 // everyThreadStopped reports whether every thread of process pid is
