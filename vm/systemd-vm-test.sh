@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a real systemd host with pure cgroup v2, as
+# Runs the course's tests on a real systemd host with pure cgroup v2, as
 # most learners' machines are: a Debian 13 VM booted with QEMU, whose / is
 # shared (systemd's default, which is what makes a container's /proc leak)
 # and whose cgroups are unified. Run as root from anywhere in the repository:
 #
-#   vm/systemd-vm-test.sh [--rev REV] [--arch arm64 [--all]]
+#   vm/systemd-vm-test.sh [--rev REV] [--arch arm64] [--all]
 #
 # It tests a clean clone of REV (default HEAD). The system image (Debian 13,
 # systemd, Debian's kernel, Go) is built with debootstrap from the Debian
@@ -13,12 +13,20 @@
 # throw-away overlay, and no network. QEMU uses KVM when /dev/kvm is usable,
 # software emulation otherwise. Exits with the suite's status.
 #
+# The tests are built here (go test -c) and run there as root, two packages
+# at a time: emulated, a build takes ten times as long. Emulated, every test
+# does, so without --all the VM runs the tests that this machine and the
+# fresh Debian 13 (vm/fresh-machine-test.sh) cannot show (v2_tests below):
+# cgroup v2, systemd's shared / and its delegation to a user, Debian 13's
+# kernel, each step's basic run, and the pages' commands; then the mutants
+# that only cgroup v2 shows. --all runs every test but the workshop's
+# (about 60 minutes emulated).
+#
 # --arch arm64 does the same on an emulated arm64 machine (QEMU's virt
 # board), as an Apple silicon Mac's VM is. Its image is built through
-# qemu-user (binfmt_misc), and has no Go: the tests are built here for
-# arm64 and run there, each step's package and mkrootfs's. Emulating another
-# processor is slow, so it runs the tests where the architecture makes a
-# difference (ARM64_TESTS below); --all runs them all (about 40 minutes).
+# qemu-user (binfmt_misc), and has no Go, so no mutants. It runs the tests
+# where the architecture makes a difference (ARM64_TESTS below), each
+# step's package and mkrootfs's; --all runs all of theirs (about 40 minutes).
 set -Eeuo pipefail
 
 suite=trixie # Debian 13
@@ -28,7 +36,7 @@ rev=HEAD
 arch=amd64
 all=
 usage() {
-	echo "usage: vm/systemd-vm-test.sh [--rev REV] [--arch amd64|arm64 [--all]]" >&2
+	echo "usage: vm/systemd-vm-test.sh [--rev REV] [--arch amd64|arm64] [--all]" >&2
 	exit 2
 }
 while [ $# -gt 0 ]; do
@@ -49,10 +57,43 @@ while [ $# -gt 0 ]; do
 	*) usage ;;
 	esac
 done
-[ -z "$all" ] || [ "$arch" != amd64 ] || usage # amd64 runs them all anyway
 started=$SECONDS
 name=systemd-vm
 [ "$arch" = amd64 ] || name=systemd-vm-$arch
+# The tests that the amd64 VM runs unless --all: those whose code or whose
+# checks take another path on this host than on the host that runs CI and
+# the fresh Debian 13 (a private / and cgroup v1 or hybrid, under the same
+# kernel). Each step runs its basic run, its mounts under systemd's shared
+# /, and what its own feature does on this host: cgroups made on cgroup v2,
+# limited and removed, Debian 13's kernel (pivot_root, overlay, seccomp,
+# IPC, the masked /proc), the user namespace and the cgroup that systemd
+# delegates to a user. The cgroup checks run in step06 and step13: steps
+# 07-09 have step06's cgroup.go, and 10-12 step13's (10 without step11's
+# cgroupIsRoot). step13, the whole course in one program, runs them all.
+# Beside the steps: the pages' commands, where those for cgroup v2 run
+# (internal/lessons), and bench's runs, which measure cgroup v2's parts.
+# The rest does the same on any Linux, and runs on the host and the fresh
+# Debian 13.
+V2_BASIC='StdioIsWired|ExitStatusPassesThrough|HostnameIsContainer|CommandIsPID1|PsSeesOnlyTheContainer|RootIsTheRootfs|MountsStayInTheTests|MountViewIsTheContainers|ProcDoesNotLeakToASharedHost|MountsDoNotLeakToASharedHost|OnlyTheContainersMounts'
+V2_CGROUPS='CommandStartsInItsCgroup|ForkBombIsStopped|MemoryHogIsKilled|CgroupIsRemoved|CPUQuotaGivesWhatCpusAsks|CgroupWriteErrorsNameTheFile|FailedCgroupLeavesNoCgroup|OtherRunsLeaveACgroupBeingMadeAlone|OtherRunsLeaveALiveCgroupAlone|SignalDuringCgroupSetupLeavesNoCgroup|RunKilledBeforeItsChildIsArmedLeavesNothing'
+declare -A V2_ADDS=(
+	[step06-cgroups]=$V2_CGROUPS
+	[step07-pivot-root]='PivotRootErrorsAreExplained'
+	[step08-overlay]='ChangesAreInTheUpperLayer|FailedOverlayDirsLeaveNothing|OverlayErrorsAreExplained'
+	[step09-net]='NetworkIsTheContainersOwn|NothingIsLeftOnTheNetwork'
+	[step10-userns]='RootInsideIsTheOwnerOutside|RunsWithoutRoot|LearnerRunsWithoutSudo|LimitsHoldInADelegatedCgroup|UserNamespaceWallsAreExplained'
+	[step11-ipc]='HostIPCIsOutOfReach|IPCMadeInsideStaysInside|CgroupIsRootInside'
+	[step12-lockdown]='DoorsAreClosed|StatusShowsTheLockdown|InstalledFilterRefusesEachCall|SystemCallNumbers|ProcIsMasked'
+	[step13-image]='ImageRunsAsItsConfigSays|LayersAreUnpackedOnce|HostileLayersAreRefused|IDsLeftByTheContainerAreRemoved|UnpackedLayersStackInAnOverlay|UnpackInAUserNamespace'
+)
+v2_tests() { # STEP
+	local adds=${V2_ADDS[$1]:-} step
+	if [ "$1" = step13-image ]; then
+		for step in "${!V2_ADDS[@]}"; do [ "$step" = "$1" ] || adds+="|${V2_ADDS[$step]}"; done
+	fi
+	echo "^Test($V2_BASIC${adds:+|$adds})\$"
+}
+BENCH_V2_TESTS='^Test(TablesAndChartAddUp|LeftoverCgroupsOfAKilledBenchGo|CtrlCStopsAndLeavesNothing)$'
 # The tests that arm64 runs unless --all: what depends on the processor
 # (system calls by name and number, strace's injected errors, the loader
 # and libraries mkrootfs copies, signals) and each step's basic run, in
@@ -197,23 +238,59 @@ git -C "$disk/repo" checkout -q "$(git -C "$repo" rev-parse --verify "$rev^{comm
 download() { (cd "$disk/repo" && GOMODCACHE="$disk/gomodcache" GOFLAGS=-modcacherw go mod download); }
 retry 3 download ||
 	fail "go mod download: the modules must come from the Go module proxy, before the VM starts"
-if [ "$arch" != amd64 ]; then
-	# No Go in the image: the tests are built here, for its processor, and
-	# in-vm.sh runs them from the disk's tests/ folder.
-	say "building the tests for $arch"
-	mkdir -p "$disk/tests"
-	for dir in "$disk/repo"/step*/ "$disk/repo"/mkrootfs/; do
-		pkg=$(basename "$dir")
-		(cd "$disk/repo" && GOARCH=$arch CGO_ENABLED=0 GOFLAGS=-mod=readonly GOMODCACHE="$disk/gomodcache" \
-			go test -c -o "$disk/tests/$pkg.test" "./$pkg") || fail "go test -c ./$pkg for $arch failed"
+# The tests are built here, for the VM's processor (emulated, a build takes
+# ten times as long), and in-vm.sh runs them from the disk's tests/ folder:
+# the packages in tests/list, in that order, tests/jobs at a time, each
+# with the -test.run of tests/NAME.run and the -test.skip of tests/NAME.skip
+# if there is one (NAME is the package's path, / written +).
+say "building the tests for $arch"
+mkdir -p "$disk/tests"
+tests() { # PACKAGE [RUN [SKIP]]
+	local name=${1//\//+}
+	(cd "$disk/repo" && GOARCH=$arch CGO_ENABLED=0 GOFLAGS=-mod=readonly GOMODCACHE="$disk/gomodcache" \
+		go test -c -o "$disk/tests/$name.test" "./$1") || fail "go test -c ./$1 for $arch failed"
+	[ -z "${2:-}" ] || echo "$2" >"$disk/tests/$name.run"
+	[ -z "${3:-}" ] || echo "$3" >"$disk/tests/$name.skip"
+	echo "$1" >>"$disk/tests/list"
+}
+steps=$(cd "$disk/repo" && printf '%s\n' step*/ | tr -d / | sort -r) # the longest first
+case $arch-$all in
+amd64-)
+	echo 2 >"$disk/tests/jobs"
+	tests internal/lessons '^TestTranscriptsRun$'
+	for pkg in $steps; do tests "$pkg" "$(v2_tests "$pkg")"; done
+	tests bench "$BENCH_V2_TESTS"
+	;;
+amd64-yes)
+	echo 2 >"$disk/tests/jobs"
+	# Every package with tests but the workshop's, whose tests run every
+	# step's suite again, and the pages' runs of bench and the workshop.
+	for pkg in internal/lessons $steps bench mkrootfs pull registry internal/steptest internal/mutants vm; do
+		tests "$pkg" "" '^TestThePageRuns$'
 	done
-	if [ -z "$all" ]; then
-		echo "$ARM64_TESTS" >"$disk/tests/run"
-		for pkg in $ARM64_RACE_STEPS; do
-			echo "${ARM64_TESTS%)\$}|$ARM64_RACES)\$" >"$disk/tests/$pkg.run"
-		done
-	fi
-	rm -rf "$disk/gomodcache" # the tests are built: the VM needs no modules
+	;;
+arm64-*)
+	echo 1 >"$disk/tests/jobs"
+	for pkg in $steps mkrootfs; do
+		run=
+		if [ -z "$all" ]; then
+			run=$ARM64_TESTS
+			case " $ARM64_RACE_STEPS " in *" $pkg "*) run="${ARM64_TESTS%)\$}|$ARM64_RACES)\$" ;; esac
+		fi
+		tests "$pkg" "$run"
+	done
+	;;
+esac
+if [ "$arch" = amd64 ]; then
+	# The mutants that only cgroup v2 shows, each one's tests built here
+	# too, and the tool that runs them there.
+	(cd "$disk/repo" && GOARCH=$arch CGO_ENABLED=0 GOFLAGS=-mod=readonly GOMODCACHE="$disk/gomodcache" \
+		go build -o "$disk/mutants/mutants" ./internal/mutants &&
+		GOARCH=$arch CGO_ENABLED=0 GOFLAGS=-mod=readonly GOMODCACHE="$disk/gomodcache" \
+			go run ./internal/mutants -only cgroup-v2 -build "$disk/mutants" >"$work/mutants.log" 2>&1) ||
+		fail "the cgroup v2 mutants do not build: $(tail -n 20 "$work/mutants.log")"
+else
+	rm -rf "$disk/gomodcache" # no Go in the image: the VM needs no modules
 	mkdir -p "$disk/gomodcache"
 fi
 mkfs.ext4 -q -F -L cfs-repo -d "$disk" "$work/repo.img" 768M >/dev/null ||

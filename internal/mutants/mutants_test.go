@@ -6,7 +6,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,4 +71,36 @@ func TestExercisesNameTheTests(t *testing.T) {
 			assert.Contains(t, exercise, "`"+test+"`", "%s exercise %d has the learner %s, and does not name the test that then fails", m.pkg, m.exercise, m.name)
 		}
 	}
+}
+
+// TestInParallelNeverRunsTwoOfAPackage: every job runs once, in one copy
+// at a time per copy, two at once, and never beside another of its
+// package, whose tests would see the other's cgroups.
+func TestInParallelNeverRunsTwoOfAPackage(t *testing.T) {
+	pkgs := []string{"a", "a", "a", "b", "a", "c", "b", "c", "c", "a"}
+	var mu sync.Mutex
+	ran := make([]int, len(pkgs))
+	inPkg, inCopy := map[string]int{}, map[string]int{}
+	mostInPkg, mostInCopy, mostAtOnce, atOnce := 0, 0, 0, 0
+	inParallel([]string{"one", "two"}, pkgs, func(i int, dir string) {
+		mu.Lock()
+		ran[i]++
+		inPkg[pkgs[i]]++
+		inCopy[dir]++
+		atOnce++
+		mostInPkg, mostInCopy, mostAtOnce = max(mostInPkg, inPkg[pkgs[i]]), max(mostInCopy, inCopy[dir]), max(mostAtOnce, atOnce)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		inPkg[pkgs[i]]--
+		inCopy[dir]--
+		atOnce--
+		mu.Unlock()
+	})
+	for i, n := range ran {
+		assert.Equal(t, 1, n, "job %d", i)
+	}
+	assert.Equal(t, 1, mostInPkg, "two jobs of one package at once")
+	assert.Equal(t, 1, mostInCopy, "two jobs in one copy at once")
+	assert.Equal(t, 2, mostAtOnce, "two jobs at once, at most")
 }
