@@ -197,8 +197,13 @@ func TestStartBuilds(t *testing.T) {
 		_, stderr, status := workshop(t, dir, "start", step)
 		require.Equal(t, 0, status, "start %d: %s", i+1, stderr)
 	}
+	// The steps alone: start changes nothing else in the course.
+	var steps []string
+	for _, step := range lessons.Steps {
+		steps = append(steps, "./"+step)
+	}
 	for _, arch := range []string{"amd64", "arm64"} { // arm64: Apple silicon Macs' VMs
-		vet := exec.Command("go", "vet", "./...")
+		vet := exec.Command("go", append([]string{"vet"}, steps...)...)
 		vet.Dir = dir
 		vet.Env = append(os.Environ(), "GOARCH="+arch, "CGO_ENABLED=0")
 		out, err := vet.CombinedOutput()
