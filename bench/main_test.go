@@ -915,16 +915,34 @@ func TestThePageRuns(t *testing.T) {
 		require.GreaterOrEqual(t, at, 0, "%q in step09-net/main.go", line)
 		indent := lines[at][:len(lines[at])-len(strings.TrimLeft(lines[at], " \t"))]
 		lines[at] = indent + "// " + line
-		require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o644))
+		commented := []byte(strings.Join(lines, "\n"))
+		require.NoError(t, os.WriteFile(file, commented, 0o644))
 
-		tables := runFromPage(t, repo, pageTemp(parent, t), cableCmd.args)
-		before := number(t, withRemove.row("step09-net")[1])
-		row := tables[0].row("step09-net")
-		require.NotNil(t, row)
-		after := number(t, row[1])
-		bars := tables[1]
-		vethDelete := number(t, bars.row("step09-net")[bars.col(t, partVethDel)])
-		t.Logf("step09's median: %.2f ms with the cable's removal, %.2f ms without; veth delete %.2f ms", before, after, vethDelete)
+		// The page's command without the line, against its run with the
+		// line above. Those ran minutes apart, and a busy machine can slow
+		// either: if the gain does not show, both are measured again, one
+		// after the other, up to three times, and each keeps its fastest
+		// median (a machine's noise only adds time).
+		step09 := func(tables []table) float64 {
+			row := tables[0].row("step09-net")
+			require.NotNil(t, row)
+			return number(t, row[1])
+		}
+		before := step09([]table{withRemove})
+		after, vethDelete := math.Inf(1), math.Inf(1)
+		for round := 1; ; round++ {
+			tables := runFromPage(t, repo, pageTemp(parent, t), cableCmd.args)
+			bars := tables[1]
+			after = min(after, step09(tables))
+			vethDelete = min(vethDelete, number(t, bars.row("step09-net")[bars.col(t, partVethDel)]))
+			t.Logf("step09's median: %.2f ms with the cable's removal, %.2f ms without; veth delete %.2f ms (fastest of %d)", before, after, vethDelete, round)
+			if after < before-vethDelete/2 || round == 3 {
+				break
+			}
+			require.NoError(t, os.WriteFile(file, original, 0o644))
+			before = min(before, step09(runFromPage(t, repo, pageTemp(parent, t), cableCmd.args)))
+			require.NoError(t, os.WriteFile(file, commented, 0o644))
+		}
 		assert.Less(t, after, before-vethDelete/2, "step09 gets faster by about the veth delete")
 
 		removed := buildStep09(t, repo) // without the line
